@@ -1,0 +1,3 @@
+-- FEATURE store: point-in-time features, training examples, model registry and metrics.
+-- Its tables arrive with the feature-store issue; the database itself exists from the start so
+-- that every deployment has all three stores configured and reachable.
