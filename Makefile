@@ -1,0 +1,20 @@
+# The two commands of the README, plus the benchmarks. Everything installs itself:
+# uv (if missing) from PyPI, then the locked environment with `uv sync --frozen`.
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+
+.PHONY: setup demo test bench
+
+setup:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
+	@$(UV) sync --frozen --quiet
+
+demo: setup
+	$(UV) run --frozen recsys demo
+
+# pytest exits 5 when it collected nothing: that is a failure here, never a pass.
+test: setup
+	@$(UV) run --frozen pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+
+bench: setup
+	$(UV) run --frozen python -m benchmarks.run
