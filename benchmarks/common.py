@@ -1,0 +1,76 @@
+"""What every benchmark shares: datasets, stores, timing and peak memory, JSON results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from recsys_assets import synthetic
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+WORK = Path(os.environ.get("RECSYS_BENCH_DIR", ROOT.parent / ".recsys" / "bench"))
+PG_SERVER = os.environ.get("RECSYS_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def dataset(rows: int, seed: int = 0) -> Path:
+    """A synthetic archive of `rows` ratings, generated once and reused."""
+    path = WORK / f"synthetic-{rows}-{seed}"
+    if not (path / "truth.json").exists():
+        synthetic.generate(path, rows, seed=seed)
+    return path
+
+
+def store_base(kind: str, name: str) -> str:
+    """A fresh base for the three stores: a DuckDB directory or PostgreSQL databases."""
+    if kind == "duckdb":
+        directory = WORK / "stores" / name
+        for file in directory.glob("*.duckdb*"):
+            file.unlink()
+        return str(directory)
+    import psycopg
+
+    prefix = f"recsys_bench_{name}"
+    with psycopg.connect(PG_SERVER, autocommit=True) as admin:
+        for (db,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)).fetchall():
+            admin.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
+    return PG_SERVER.rsplit("/", 1)[0] + "/" + prefix
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def timed() -> Iterator[dict]:
+    """Wall and CPU seconds of the block, into the yielded dict."""
+    result: dict = {}
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield result
+    result["wall_s"] = round(time.perf_counter() - wall, 3)
+    result["cpu_s"] = round(time.process_time() - cpu, 3)
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def write_result(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(json.dumps(payload, indent=2))
+    return path
