@@ -32,6 +32,24 @@ def _download(args: argparse.Namespace) -> None:
     print(f"{args.name} is in {path}")
 
 
+def _load(args: argparse.Namespace) -> None:
+    from recsys_resources import store_urls
+
+    store_urls(args.store)  # a malformed --store fails here, before anything runs
+    os.environ["RECSYS_STORE"] = args.store
+    os.environ["RECSYS_DATA_DIR"] = str(Path(args.data).resolve())
+    os.environ["RECSYS_BATCH_SIZE"] = str(args.batch_size)
+    if args.bootstrap_rows is not None:
+        os.environ["RECSYS_BOOTSTRAP_ROWS"] = str(args.bootstrap_rows)
+    from dagster import DagsterInstance
+
+    from recsys_assets.runner import run_job
+
+    with DagsterInstance.ephemeral() if args.ephemeral else DagsterInstance.get() as instance:
+        run_job("load_archive", instance)
+    print(f"Loaded {args.data} into {args.store}.")
+
+
 def _demo(args: argparse.Namespace) -> None:
     home = Path(args.home).resolve()
     data_dir = home / "data"
@@ -78,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("name", help="ml-32m, ml-25m, ml-latest, ml-latest-small, ml-1m or ml-100k")
     download.add_argument("--out", default="data", help="directory to unzip into")
     download.set_defaults(handler=_download)
+
+    load = commands.add_parser("load", help="load an archive into the raw store and the lake (load_archive job)")
+    load.add_argument("--data", required=True, help="directory of a MovieLens or Netflix Prize dataset")
+    load.add_argument("--store", default=".recsys/stores", help="a directory for DuckDB files or a PostgreSQL server URL")
+    load.add_argument("--batch-size", type=int, default=50_000)
+    load.add_argument("--bootstrap-rows", type=int, default=None)
+    load.add_argument("--ephemeral", action="store_true", help="record the run in a throwaway Dagster instance")
+    load.set_defaults(handler=_load)
 
     demo = commands.add_parser("demo", help="the main job on the embedded default (DuckDB, no server)")
     demo.add_argument("--home", default=".recsys/demo", help="where data, stores and the Dagster home go")

@@ -14,6 +14,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
 
 from recsys_assets import datasets
+from recsys_assets.checks import user_errors
 from recsys_assets.transforms.archive import batch_count, default_bootstrap_rows, order_archive
 from recsys_resources import ArchiveResource, Store, StoreResource
 
@@ -111,7 +112,7 @@ def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: 
     description="The archive's movies, as text, exactly as the file has them.",
 )
 def raw_movies(archive: ArchiveResource, raw_store: StoreResource) -> MaterializeResult:
-    with raw_store.open() as store:
+    with user_errors(), raw_store.open() as store:
         count = load_movies(archive.path, store)
     return MaterializeResult(metadata={"dagster/row_count": count, "source": str(archive.path)})
 
@@ -126,7 +127,7 @@ def raw_movies(archive: ArchiveResource, raw_store: StoreResource) -> Materializ
     "start_date + k days. Rows are marked processed by the lake, never deleted.",
 )
 def raw_ratings(context: AssetExecutionContext, archive: ArchiveResource, raw_store: StoreResource) -> MaterializeResult:
-    with raw_store.open() as store:
+    with user_errors(), raw_store.open() as store:
         summary = load_archive(archive.path, store, archive.batch_size, archive.bootstrap_rows)
     context.log.info(
         f"Loaded {summary.rows:,} ratings ({summary.layout}) in {summary.seconds:.1f} s: "

@@ -14,9 +14,9 @@ from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
 from recsys_resources import RecsysError
 
 
-# The console logger's step-by-step DEBUG events drown the summary the CLI prints; the full
-# event log is still in the instance, for the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The console logger's step-by-step events (and a failed step's traceback) would drown the one
+# sentence the CLI prints; the full event log is still in the instance, for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""The Dagster definitions load and validate, and error-level checks really block downstream."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import polars as pl
+from dagster import AssetKey, DagsterInstance, MaterializeResult, asset, materialize
+
+from recsys_assets import validation
+from recsys_assets.checks import check_results, check_specs
+from recsys_assets.definitions import defs
+
+
+def test_definitions_validate_with_dagsters_own_cli(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "recsys_assets.definitions"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_assets_are_grouped_by_layer_and_checked():
+    graph = defs.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups["raw_ratings"] == "raw" and groups["lake_ratings"] == "lake"
+    checks = {key.name for key in graph.asset_check_keys if key.asset_key == AssetKey("lake_ratings")}
+    assert checks == {"lake_ratings_schema", "lake_ratings_values", "lake_ratings_volume"}
+    assert graph.get(AssetKey("lake_ratings")).partitions_def is not None
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"load_archive", "daily_pipeline"}
+
+
+def test_error_suites_are_blocking_and_warn_suites_are_not():
+    specs = {spec.name: spec for spec in check_specs("lake_ratings", validation.lake_ratings_suite_specs())}
+    assert specs["lake_ratings_values"].blocking and specs["lake_ratings_schema"].blocking
+    assert not specs["lake_ratings_volume"].blocking
+
+
+def test_a_failed_error_check_stops_the_assets_downstream():
+    """A real GX failure, through our check glue, keeps Dagster from running the next asset."""
+    bad_batch = pl.DataFrame(
+        {"batch": [0], "seq": [1], "user_id": [1], "movie_id": [1], "rating": [7.0], "timestamp": [900000000]},
+        schema={"batch": pl.Int32, "seq": pl.Int64, "user_id": pl.Int64, "movie_id": pl.Int64,
+                "rating": pl.Float64, "timestamp": pl.Int64},
+    )  # fmt: skip
+    suites = [s for s in validation.lake_ratings_suites(batch_size=10, max_timestamp=2_000_000_000) if s.frame == "ratings"]
+
+    @asset(check_specs=check_specs("upstream", suites))
+    def upstream():
+        return MaterializeResult(check_results=check_results("upstream", {"p": validation.validate_all(bad_batch, suites)}))
+
+    ran = []
+
+    @asset(deps=[upstream])
+    def downstream():
+        ran.append(True)
+
+    result = materialize([upstream, downstream], instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert failed == {"lake_ratings_values"}
+    assert ran == []

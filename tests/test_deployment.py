@@ -1,0 +1,69 @@
+"""docker-compose.yml, dagster.yaml and workspace.yaml agree with each other and with the code.
+
+There is no Docker engine on the development machines, so the compose file is checked statically.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+INSTANCE = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+
+
+def env_vars_in(node) -> set[str]:
+    """Every `env: NAME` the Dagster instance config reads."""
+    if isinstance(node, dict):
+        found = {node["env"]} if set(node) == {"env"} else set()
+        return found.union(*(env_vars_in(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(env_vars_in(v) for v in node))
+    return set()
+
+
+def test_services_of_the_production_layout():
+    assert set(COMPOSE["services"]) == {"postgres", "user_code", "webserver", "daemon"}
+
+
+def test_dagster_services_get_every_variable_the_instance_reads():
+    needed = env_vars_in(INSTANCE)
+    assert needed == {
+        "DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_PORT", "DAGSTER_POSTGRES_USER",
+        "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB",
+    }  # fmt: skip
+    for name in ("user_code", "webserver", "daemon"):
+        assert needed <= set(COMPOSE["services"][name]["environment"]), name
+
+
+def test_user_code_serves_the_module_the_workspace_names():
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    module = workspace["load_from"][0]["python_module"]["module_name"]
+    importlib.import_module(module)
+    command = COMPOSE["services"]["user_code"]["command"]
+    assert command[command.index("-m") + 1] == module
+    port = command[command.index("-p") + 1]
+    docker_workspace = yaml.safe_load((ROOT / "deploy" / "workspace.yaml").read_text())
+    server = docker_workspace["load_from"][0]["grpc_server"]
+    assert (server["host"], str(server["port"])) == ("user_code", port)
+    for name in ("webserver", "daemon"):
+        assert "/opt/dagster/workspace.yaml" in COMPOSE["services"][name]["command"]
+
+
+def test_stores_point_at_the_databases_postgres_creates():
+    env = COMPOSE["services"]["user_code"]["environment"]
+    assert env["RECSYS_STORE"].startswith("postgresql://") and env["RECSYS_STORE"].endswith("@postgres:5432/recsys")
+    init = (ROOT / "sql" / "init" / "00-databases.sql").read_text()
+    assert set(re.findall(r"CREATE DATABASE (\w+);", init)) == {"recsys_raw", "recsys_lake", "recsys_features"}
+    assert "./sql/init:/docker-entrypoint-initdb.d:ro" in COMPOSE["services"]["postgres"]["volumes"]
+
+
+def test_env_example_covers_the_variables_compose_reads():
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{(\w+)(?::-[^}]*)?\}", compose_text))
+    example = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#")}
+    assert used <= example, used - example
