@@ -36,6 +36,7 @@ from pathlib import Path
 
 import polars as pl
 
+from recsys_assets.genres import NO_GENRES
 from recsys_resources.errors import RecsysError
 
 RAW_RATINGS_SCHEMA: dict[str, pl.DataType] = {
@@ -54,7 +55,6 @@ RAW_MOVIES_SCHEMA: dict[str, pl.DataType] = {
     "genres": pl.String(),
 }
 
-NO_GENRES = "(no genres listed)"
 
 # The ml-latest ratings header; anything else means the columns may be in another order.
 ML_LATEST_RATINGS_HEADER = "userId,movieId,rating,timestamp"

@@ -15,7 +15,7 @@ from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, Metadat
 
 from recsys_assets import datasets
 from recsys_assets.checks import user_errors
-from recsys_assets.transforms.archive import batch_count, default_bootstrap_rows, order_archive
+from recsys_assets.transforms.archive import batch_count, default_bootstrap_rows, order_archive, type_fields
 from recsys_resources import ArchiveResource, Store, StoreResource
 
 GROUP = "raw"
@@ -68,11 +68,12 @@ def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: 
     """Replace raw_ratings with the archive in replay order, each row tagged with its batch."""
     started = time.perf_counter()
     layout = datasets.detect_layout(data_dir)
-    raw = datasets.scan_raw_ratings(data_dir)
-    total = raw.select(pl.len()).collect().item()
+    raw = type_fields(datasets.scan_raw_ratings(data_dir)).collect()
+    total = raw.height
     bootstrap = default_bootstrap_rows(total, bootstrap_rows, batch_size)
     batches = batch_count(total, bootstrap, batch_size)
-    ordered = order_archive(raw, bootstrap, batch_size).collect()
+    ordered = order_archive(raw, bootstrap, batch_size)
+    del raw  # the unordered copy: keep peak memory to one copy of the archive plus the order
     loaded_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     archive_row = pl.DataFrame(
         {
@@ -122,7 +123,8 @@ def raw_movies(archive: ArchiveResource, raw_store: StoreResource) -> Materializ
     deps=[archive_ratings_file, raw_movies],
     kinds={"polars", "sql"},
     owners=OWNERS,
-    description="The whole ratings archive in (timestamp, userId, movieId) order, values as text, each "
+    description="The whole ratings archive in (timestamp, userId, movieId) order, one row per line (the "
+    "line's text kept where it is not four numbers), each "
     "row tagged with its batch: the bootstrap slice (-1), then batch k for daily partition "
     "start_date + k days. Rows are marked processed by the lake, never deleted.",
 )

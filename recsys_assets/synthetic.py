@@ -46,29 +46,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recsys_assets.genres import GENRES, NO_GENRES
 from recsys_resources.errors import RecsysError
 
-GENRES = [
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "IMAX",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-]
 
 # Relative genre frequencies, roughly the counts of genre tags in MovieLens-32M's movies.csv.
 GENRE_WEIGHTS = {
@@ -93,7 +73,6 @@ GENRE_WEIGHTS = {
     "Western": 1.7,
 }
 
-NO_GENRES = "(no genres listed)"
 RATING_VALUES = np.arange(1, 11) / 2.0  # the half-star grid 0.5 .. 5.0
 
 # MovieLens-32M: 32,000,204 ratings by 200,948 users of 87,585 movies.
@@ -165,7 +144,7 @@ def generate(out: Path, n_ratings: int, seed: int = 0, **params: Any) -> dict[st
         "n_ratings": n_ratings,
         "n_users": settings["n_users"],
         "n_movies": settings["n_movies"],
-        "genres": GENRES,
+        "genres": list(GENRES),
         "genre_weights": [GENRE_WEIGHTS[genre] for genre in GENRES],
         "params": {key: settings[key] for key in DEFAULT_PARAMS},
         **stats,

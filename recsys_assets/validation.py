@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import polars as pl
 
+from recsys_assets.genres import GENRES
+
 if TYPE_CHECKING:
     import pandas as pd
     from great_expectations.core.batch_definition import BatchDefinition
@@ -54,11 +56,7 @@ MOVIES_COLUMNS: dict[str, str] = {
     "year": "int32",
     "genres": "str",
 }
-KNOWN_GENRES: tuple[str, ...] = (
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
-)  # fmt: skip
+KNOWN_GENRES = GENRES
 HALF_STAR_RATINGS: list[float] = [step / 2 for step in range(1, 11)]  # 0.5, 1.0, ..., 5.0
 # "" (no genres) or known genres joined by "|", with no empty part.
 _ONE_GENRE = "(?:" + "|".join(re.escape(genre) for genre in KNOWN_GENRES) + ")"

@@ -15,10 +15,10 @@ CREATE TABLE IF NOT EXISTS lake_rejects (
     batch     INTEGER NOT NULL,
     seq       BIGINT  NOT NULL,
     line_no   BIGINT  NOT NULL,
-    user_id   TEXT,
-    movie_id  TEXT,
-    rating    TEXT,
-    timestamp TEXT,
+    user_id   BIGINT,            -- as the raw store has them: NULL where the text was no number
+    movie_id  BIGINT,
+    rating    DOUBLE PRECISION,
+    timestamp BIGINT,
     raw_line  TEXT,
     reason    TEXT    NOT NULL,  -- a category: malformed_line, missing_value, not_a_number, ...
     detail    TEXT    NOT NULL   -- the sentence a person reads

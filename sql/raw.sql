@@ -1,15 +1,16 @@
--- RAW store: the archive exactly as it was read, one row per source line, never deleted.
--- Values stay text here; the lake parses them and quarantines what does not parse.
+-- RAW store: the archive as it was read, one row per source line, never deleted.
+-- Numbers are stored as numbers; a line that is not four numbers keeps its text in raw_line
+-- (its unparseable fields are NULL) and the lake quarantines it with the reason.
 
 CREATE TABLE IF NOT EXISTS raw_ratings (
     seq          BIGINT  NOT NULL,  -- position in replay order: (timestamp, userId, movieId, line)
     batch        INTEGER NOT NULL,  -- -1 = bootstrap slice; k >= 0 = daily partition start_date + k days
     line_no      BIGINT  NOT NULL,  -- line in the source file, to find a row again
-    user_id      TEXT,
-    movie_id     TEXT,
-    rating       TEXT,
-    timestamp    TEXT,
-    raw_line     TEXT,              -- the whole line, only when it did not split into the expected fields
+    user_id      BIGINT,
+    movie_id     BIGINT,
+    rating       DOUBLE PRECISION,
+    timestamp    BIGINT,            -- Unix epoch seconds
+    raw_line     TEXT,              -- the line's text, only when it is not four numbers
     processed_at TIMESTAMP          -- set when the lake has taken the row (seed 003: mark, never delete)
 );
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from recsys_assets.transforms.archive import type_fields
 from recsys_assets.transforms.cleaning import MIN_TIMESTAMP, clean_movies, clean_ratings
 
 MAX_TS = 1_700_000_000
@@ -12,12 +13,10 @@ GOOD_TS = "900000000"
 
 
 def raw_rows(*rows: tuple) -> pl.DataFrame:
-    """Rows of (user_id, movie_id, rating, timestamp[, raw_line]) as the raw store holds them."""
+    """Rows of text (user_id, movie_id, rating, timestamp[, raw_line]) typed as the raw store holds them."""
     padded = [row + (None,) * (5 - len(row)) for row in rows]
-    return pl.DataFrame(
+    text = pl.DataFrame(
         {
-            "seq": list(range(len(rows))),
-            "batch": [3] * len(rows),
             "line_no": list(range(2, len(rows) + 2)),
             "user_id": [r[0] for r in padded],
             "movie_id": [r[1] for r in padded],
@@ -25,11 +24,10 @@ def raw_rows(*rows: tuple) -> pl.DataFrame:
             "timestamp": [r[3] for r in padded],
             "raw_line": [r[4] for r in padded],
         },
-        schema={
-            "seq": pl.Int64, "batch": pl.Int32, "line_no": pl.Int64, "user_id": pl.String,
-            "movie_id": pl.String, "rating": pl.String, "timestamp": pl.String, "raw_line": pl.String,
-        },
-    )  # fmt: skip
+        schema={"line_no": pl.Int64, **{c: pl.String for c in ("user_id", "movie_id", "rating", "timestamp", "raw_line")}},
+    )
+    typed = type_fields(text.lazy()).collect()
+    return typed.with_columns(seq=pl.int_range(pl.len(), dtype=pl.Int64), batch=pl.lit(3, dtype=pl.Int32))
 
 
 def clean(*rows: tuple):
@@ -55,10 +53,12 @@ def test_good_rows_are_typed():
         (("abc", "10", "4.0", GOOD_TS), "not_a_number", "user_id abc is not an integer"),
         (("1", "10", "4.0", "yesterday"), "not_a_number", "timestamp yesterday is not an integer"),
         (("1", "10", "NaN", GOOD_TS), "not_a_number", "rating NaN is not a number"),
+        (("1", "10", "inf", GOOD_TS), "not_a_number", "rating inf is not a number"),
+        (("1", "10.0", "4", GOOD_TS), "not_a_number", "movie_id 10.0 is not an integer"),
         (("1", "10", "good", GOOD_TS), "not_a_number", "rating good is not a number"),
         (("-4", "10", "4.0", GOOD_TS), "out_of_range", "ids must be positive"),
-        (("1", "10", "7", GOOD_TS), "out_of_range", "rating 7 is outside 0.5-5"),
-        (("1", "10", "0", GOOD_TS), "out_of_range", "rating 0 is outside"),
+        (("1", "10", "7", GOOD_TS), "out_of_range", "rating 7.0 is outside 0.5-5"),
+        (("1", "10", "0", GOOD_TS), "out_of_range", "rating 0.0 is outside"),
         (("1", "10", "3.3", GOOD_TS), "off_grid", "rating 3.3 is not a half star"),
         (("1", "10", "4.0", str(MIN_TIMESTAMP - 1)), "impossible_timestamp", "before 1995"),
         (("1", "10", "4.0", str(MAX_TS + 1)), "impossible_timestamp", "after the archive was loaded"),

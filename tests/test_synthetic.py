@@ -67,7 +67,7 @@ def test_files_and_truth(generated: tuple[Path, dict]) -> None:
     assert json.loads((out / "truth.json").read_text()) == truth
     assert truth["n_ratings"] == N_RATINGS
     assert (truth["n_users"], truth["n_movies"]) == population_size(N_RATINGS)
-    assert truth["genres"] == GENRES and len(GENRES) == 19
+    assert truth["genres"] == list(GENRES) and len(GENRES) == 19
     assert set(DEFAULT_PARAMS) <= set(truth["params"])
     assert truth["seed"] == 7 and "model" in truth
     users = pl.read_parquet(out / "truth_users.parquet")

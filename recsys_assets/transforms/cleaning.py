@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from recsys_assets.genres import NO_GENRES
+from recsys_assets.transforms.archive import RATING_FIELDS
+
 # MovieLens began collecting ratings in 1995 and is the oldest source we read: an earlier
 # timestamp is a corrupt value, not an old rating.
 MIN_TIMESTAMP = int(dt.datetime(1995, 1, 1, tzinfo=dt.timezone.utc).timestamp())
 MIN_RATING, MAX_RATING = 0.5, 5.0
-NO_GENRES = "(no genres listed)"
 
 CLEAN_RATINGS_SCHEMA = {
     "batch": pl.Int32,
@@ -31,8 +33,6 @@ REJECT_COLUMNS = ["batch", "seq", "line_no", "user_id", "movie_id", "rating", "t
 CLEAN_MOVIES_SCHEMA = {"movie_id": pl.Int64, "title": pl.String, "year": pl.Int32, "genres": pl.String}
 MOVIE_REJECT_COLUMNS = ["movie_id", "title", "year", "genres", "reason", "detail"]
 
-RATING_FIELDS = ("user_id", "movie_id", "rating", "timestamp")
-ID_FIELDS = ("user_id", "movie_id", "timestamp")
 
 
 @dataclass(frozen=True)
@@ -60,84 +60,81 @@ def _first_reason(rules: list[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Expr, p
     return reason, detail
 
 
+def _unparsed_rules() -> list[tuple[pl.Expr, str, pl.Expr]]:
+    """Why a line with `raw_line` set is not four numbers, read off its text."""
+    parts = pl.col("raw_line").str.split(",")
+    wrong_count = parts.list.len() != len(RATING_FIELDS)
+    part = {field: parts.list.get(i, null_on_oob=True).str.strip_chars() for i, field in enumerate(RATING_FIELDS)}
+    empty = {field: part[field].is_null() | (part[field] == "") for field in RATING_FIELDS}
+    return [
+        (
+            wrong_count,
+            "malformed_line",
+            pl.format("line {} does not split into 4 fields: {}", pl.col("line_no"), pl.col("raw_line").str.slice(0, 200)),
+        ),
+        *[(empty[f], "missing_value", pl.format("line {} has no {}", pl.col("line_no"), pl.lit(f))) for f in RATING_FIELDS],
+        *[
+            (
+                pl.col(f).is_null(),
+                "not_a_number",
+                pl.format("{} {} is not {}", pl.lit(f), part[f], pl.lit("a number" if f == "rating" else "an integer")),
+            )
+            for f in RATING_FIELDS
+        ],
+    ]
+
+
 def clean_ratings(
     raw: pl.DataFrame,
     known_movie_ids: pl.Series,
     max_timestamp: int,
     min_timestamp: int = MIN_TIMESTAMP,
 ) -> Cleaned:
-    """Parse, type and validate one batch of raw rating rows.
+    """Validate one batch of raw rating rows into clean rows and rejects.
 
-    `raw` has the raw store's columns (batch, seq, line_no, the four text fields, raw_line).
+    `raw` has the raw store's columns: batch, seq, line_no, the four typed fields (NULL where the
+    text was no number) and raw_line (the text of any line that was not four numbers).
     Rejected: malformed lines, missing values, non-numbers (NaN included), non-positive ids,
     ratings outside 0.5-5 or off the half-star grid, timestamps before 1995 or after the archive
     was loaded, movie ids missing from movies, and exact or conflicting duplicates of an earlier
     row (same user, movie and timestamp; the first in replay order is kept).
     """
-    parsed = raw.with_columns(
-        user_id_v=_text("user_id").cast(pl.Int64, strict=False),
-        movie_id_v=_text("movie_id").cast(pl.Int64, strict=False),
-        timestamp_v=_text("timestamp").cast(pl.Int64, strict=False),
-        rating_v=_text("rating").cast(pl.Float64, strict=False),
-    )
-    missing = pl.any_horizontal(
-        pl.col(f).is_null() | (_text(f) == "") for f in RATING_FIELDS
-    )
-    first_missing = pl.coalesce(
-        pl.when(pl.col(f).is_null() | (_text(f) == "")).then(pl.lit(f)) for f in RATING_FIELDS
-    )
-    not_integer = [(pl.col(f"{f}_v").is_null(), f) for f in ID_FIELDS]
-    rating = pl.col("rating_v")
-    ts = pl.col("timestamp_v")
-    known = pl.col("movie_id_v").is_in(known_movie_ids.cast(pl.Int64).implode())
-    field_count = pl.col("raw_line").str.count_matches(",") + 1
-
+    rating = pl.col("rating")
+    ts = pl.col("timestamp")
+    unparsed = [(pl.col("raw_line").is_not_null() & cond, name, detail) for cond, name, detail in _unparsed_rules()]
     rules: list[tuple[pl.Expr, str, pl.Expr]] = [
+        *unparsed,
         (
-            pl.col("raw_line").is_not_null(),
-            "malformed_line",
-            pl.format("line {} does not split into 4 fields: {}", pl.col("line_no"), pl.col("raw_line").str.slice(0, 200)),
-        ),
-        (missing, "missing_value", pl.format("line {} has no {}", pl.col("line_no"), first_missing)),
-        *[
-            (cond, "not_a_number", pl.format("{} {} is not an integer", pl.lit(f), pl.col(f)))
-            for cond, f in not_integer
-        ],
-        (
-            rating.is_null() | rating.is_nan() | rating.is_infinite(),
-            "not_a_number",
-            pl.format("rating {} is not a number", pl.col("rating")),
-        ),
-        (
-            (pl.col("user_id_v") < 1) | (pl.col("movie_id_v") < 1),
+            (pl.col("user_id") < 1) | (pl.col("movie_id") < 1),
             "out_of_range",
-            pl.format("ids must be positive: user_id {}, movie_id {}", pl.col("user_id_v"), pl.col("movie_id_v")),
+            pl.format("ids must be positive: user_id {}, movie_id {}", pl.col("user_id"), pl.col("movie_id")),
         ),
-        (
-            (rating < MIN_RATING) | (rating > MAX_RATING),
-            "out_of_range",
-            pl.format("rating {} is outside 0.5-5", pl.col("rating")),
-        ),
-        ((rating * 2).round(0) != rating * 2, "off_grid", pl.format("rating {} is not a half star", pl.col("rating"))),
+        ((rating < MIN_RATING) | (rating > MAX_RATING), "out_of_range", pl.format("rating {} is outside 0.5-5", rating)),
+        ((rating * 2).round(0) != rating * 2, "off_grid", pl.format("rating {} is not a half star", rating)),
         (
             (ts < min_timestamp) | (ts > max_timestamp),
             "impossible_timestamp",
-            pl.format("timestamp {} is before 1995 or after the archive was loaded", pl.col("timestamp_v")),
+            pl.format("timestamp {} is before 1995 or after the archive was loaded", ts),
         ),
-        (~known, "unknown_movie", pl.format("movie_id {} is not in movies", pl.col("movie_id_v"))),
+        (
+            ~pl.col("movie_id").is_in(known_movie_ids.cast(pl.Int64).implode()),
+            "unknown_movie",
+            pl.format("movie_id {} is not in movies", pl.col("movie_id")),
+        ),
     ]
     reason, detail = _first_reason(rules)
-    checked = parsed.with_columns(reason=reason, detail=detail)
+    checked = raw.with_columns(reason=reason, detail=detail)
 
     # Duplicates are judged among rows that are otherwise valid, so a garbage row never
     # displaces a good one; the earliest in replay order wins.
-    key = ["user_id_v", "movie_id_v", "timestamp_v"]
+    key = ["user_id", "movie_id", "timestamp"]
     valid = checked.filter(pl.col("reason").is_null()).sort("seq")
-    first_rating = pl.col("rating_v").first().over(key)
+    first = pl.int_range(pl.len()).over(key) == 0
+    same_rating = pl.col("rating") == pl.col("rating").first().over(key)
     valid = valid.with_columns(
-        reason=pl.when(pl.int_range(pl.len()).over(key) == 0)
+        reason=pl.when(first)
         .then(pl.lit(None, dtype=pl.String))
-        .when(pl.col("rating_v") == first_rating)
+        .when(same_rating)
         .then(pl.lit("duplicate"))
         .otherwise(pl.lit("conflicting_duplicate")),
     ).with_columns(
@@ -147,17 +144,9 @@ def clean_ratings(
         .then(pl.format("line {} rates the same movie at the same time differently", pl.col("line_no")))
     )
     everything = pl.concat([checked.filter(pl.col("reason").is_not_null()), valid])
-
     clean = (
         everything.filter(pl.col("reason").is_null())
-        .select(
-            pl.col("batch").cast(pl.Int32),
-            pl.col("seq").cast(pl.Int64),
-            pl.col("user_id_v").alias("user_id"),
-            pl.col("movie_id_v").alias("movie_id"),
-            pl.col("rating_v").alias("rating"),
-            pl.col("timestamp_v").alias("timestamp"),
-        )
+        .select(pl.col(name).cast(dtype) for name, dtype in CLEAN_RATINGS_SCHEMA.items())
         .sort("seq")
     )
     rejects = everything.filter(pl.col("reason").is_not_null()).select(REJECT_COLUMNS).sort("seq")
