@@ -93,3 +93,20 @@ def test_missing_postgres_database_is_created(pg_base):
     url = store_urls(pg_base)["features"]
     with open_store(url) as store:
         assert store.scalar("SELECT current_database()") == url.rsplit("/", 1)[1]
+
+
+def test_bulk_insert_mixes_complete_numeric_rows_and_rows_with_text_or_nulls(store_base):
+    # On PostgreSQL the first kind goes through binary COPY and the rest through CSV COPY.
+    frame = pl.DataFrame(
+        {
+            "seq": list(range(6)),
+            "batch": [0, 0, 1, 1, 2, 2],
+            "rating": [4.5, 0.5, None, 3.0, 5.0, 1.5],
+            "raw_line": [None, None, None, "x,1", None, "1,2,3"],
+        },
+        schema={"seq": pl.Int64, "batch": pl.Int32, "rating": pl.Float64, "raw_line": pl.String},
+    )
+    with open_store(store_urls(store_base)["raw"]) as store:
+        store.execute("CREATE TABLE mixed (seq BIGINT, batch INTEGER, rating DOUBLE PRECISION, raw_line TEXT)")
+        assert store.insert("mixed", frame) == 6
+        assert store.query("SELECT * FROM mixed ORDER BY seq").equals(frame)
