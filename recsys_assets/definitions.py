@@ -25,7 +25,7 @@ from dagster import (
 # instead of on every import.
 warnings.filterwarnings("ignore", category=BetaWarning)
 
-from recsys_assets import lake, raw  # noqa: E402
+from recsys_assets import features, lake, raw  # noqa: E402
 from recsys_resources import ArchiveResource, Settings, StoreResource  # noqa: E402
 
 
@@ -58,18 +58,30 @@ ASSETS = [
     lake.lake_movies,
     lake.lake_bootstrap,
     lake.lake_ratings,
+    features.movie_features,
+    features.bootstrap_features,
+    features.daily_features,
 ]
 
 load_archive_job = define_asset_job(
     "load_archive",
-    selection=AssetSelection.assets(raw.raw_movies, raw.raw_ratings, lake.lake_movies, lake.lake_bootstrap),
-    description="Load the archive into the raw store and clean the movies and the bootstrap slice into the lake.",
+    selection=AssetSelection.assets(
+        raw.raw_movies,
+        raw.raw_ratings,
+        lake.lake_movies,
+        lake.lake_bootstrap,
+        features.movie_features,
+        features.bootstrap_features,
+    ),
+    description="Load the archive into the raw store, clean the movies and the bootstrap slice into the "
+    "lake, and start the feature store from the bootstrap slice.",
 )
 
 daily_pipeline_job = define_asset_job(
     "daily_pipeline",
-    selection=AssetSelection.assets(lake.lake_ratings),
-    description="Everything one day's batch feeds: clean and validate it into the lake.",
+    selection=AssetSelection.assets(lake.lake_ratings, features.daily_features),
+    description="Everything one day's batch feeds: clean and validate it into the lake, then build its "
+    "point-in-time training examples and fold it into the feature state.",
 )
 
 daily_schedule = build_schedule_from_partitioned_job(daily_pipeline_job, hour_of_day=2)

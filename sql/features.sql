@@ -1,3 +1,224 @@
--- FEATURE store: point-in-time features, training examples, model registry and metrics.
--- Its tables arrive with the feature-store issue; the database itself exists from the start so
--- that every deployment has all three stores configured and reachable.
+-- FEATURE store: point-in-time features and the training examples built from them.
+-- Genre columns follow recsys_assets/genres.py (GENRE_SLUGS), in that order.
+
+-- Cumulative state as of feature_state.as_of_batch: one row per user who has rated anything.
+-- A user's mean in a genre is ug_sum_<genre> / ug_count_<genre> (0 where the count is 0).
+CREATE TABLE IF NOT EXISTS user_state (
+    user_id BIGINT NOT NULL,
+    u_sum DOUBLE PRECISION NOT NULL,
+    u_count BIGINT NOT NULL,
+    ug_sum_action DOUBLE PRECISION NOT NULL,
+    ug_count_action BIGINT NOT NULL,
+    ug_sum_adventure DOUBLE PRECISION NOT NULL,
+    ug_count_adventure BIGINT NOT NULL,
+    ug_sum_animation DOUBLE PRECISION NOT NULL,
+    ug_count_animation BIGINT NOT NULL,
+    ug_sum_children DOUBLE PRECISION NOT NULL,
+    ug_count_children BIGINT NOT NULL,
+    ug_sum_comedy DOUBLE PRECISION NOT NULL,
+    ug_count_comedy BIGINT NOT NULL,
+    ug_sum_crime DOUBLE PRECISION NOT NULL,
+    ug_count_crime BIGINT NOT NULL,
+    ug_sum_documentary DOUBLE PRECISION NOT NULL,
+    ug_count_documentary BIGINT NOT NULL,
+    ug_sum_drama DOUBLE PRECISION NOT NULL,
+    ug_count_drama BIGINT NOT NULL,
+    ug_sum_fantasy DOUBLE PRECISION NOT NULL,
+    ug_count_fantasy BIGINT NOT NULL,
+    ug_sum_film_noir DOUBLE PRECISION NOT NULL,
+    ug_count_film_noir BIGINT NOT NULL,
+    ug_sum_horror DOUBLE PRECISION NOT NULL,
+    ug_count_horror BIGINT NOT NULL,
+    ug_sum_imax DOUBLE PRECISION NOT NULL,
+    ug_count_imax BIGINT NOT NULL,
+    ug_sum_musical DOUBLE PRECISION NOT NULL,
+    ug_count_musical BIGINT NOT NULL,
+    ug_sum_mystery DOUBLE PRECISION NOT NULL,
+    ug_count_mystery BIGINT NOT NULL,
+    ug_sum_romance DOUBLE PRECISION NOT NULL,
+    ug_count_romance BIGINT NOT NULL,
+    ug_sum_sci_fi DOUBLE PRECISION NOT NULL,
+    ug_count_sci_fi BIGINT NOT NULL,
+    ug_sum_thriller DOUBLE PRECISION NOT NULL,
+    ug_count_thriller BIGINT NOT NULL,
+    ug_sum_war DOUBLE PRECISION NOT NULL,
+    ug_count_war BIGINT NOT NULL,
+    ug_sum_western DOUBLE PRECISION NOT NULL,
+    ug_count_western BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS movie_state (
+    movie_id BIGINT           NOT NULL,
+    m_sum    DOUBLE PRECISION NOT NULL,
+    m_count  BIGINT           NOT NULL
+);
+
+-- Where the state stands: the last batch folded in (-1 = the bootstrap slice) and global totals.
+CREATE TABLE IF NOT EXISTS feature_state (
+    as_of_batch  INTEGER          NOT NULL,
+    rating_sum   DOUBLE PRECISION NOT NULL,
+    rating_count BIGINT           NOT NULL,
+    updated_at   TIMESTAMP        NOT NULL
+);
+
+-- Each batch's own contribution to the state, kept so a batch can be taken back out exactly
+-- when it is rebuilt (the state is rewound to before it, never recomputed from all history).
+CREATE TABLE IF NOT EXISTS user_deltas (
+    batch INTEGER NOT NULL,
+    user_id BIGINT NOT NULL,
+    u_sum DOUBLE PRECISION NOT NULL,
+    u_count BIGINT NOT NULL,
+    ug_sum_action DOUBLE PRECISION NOT NULL,
+    ug_count_action BIGINT NOT NULL,
+    ug_sum_adventure DOUBLE PRECISION NOT NULL,
+    ug_count_adventure BIGINT NOT NULL,
+    ug_sum_animation DOUBLE PRECISION NOT NULL,
+    ug_count_animation BIGINT NOT NULL,
+    ug_sum_children DOUBLE PRECISION NOT NULL,
+    ug_count_children BIGINT NOT NULL,
+    ug_sum_comedy DOUBLE PRECISION NOT NULL,
+    ug_count_comedy BIGINT NOT NULL,
+    ug_sum_crime DOUBLE PRECISION NOT NULL,
+    ug_count_crime BIGINT NOT NULL,
+    ug_sum_documentary DOUBLE PRECISION NOT NULL,
+    ug_count_documentary BIGINT NOT NULL,
+    ug_sum_drama DOUBLE PRECISION NOT NULL,
+    ug_count_drama BIGINT NOT NULL,
+    ug_sum_fantasy DOUBLE PRECISION NOT NULL,
+    ug_count_fantasy BIGINT NOT NULL,
+    ug_sum_film_noir DOUBLE PRECISION NOT NULL,
+    ug_count_film_noir BIGINT NOT NULL,
+    ug_sum_horror DOUBLE PRECISION NOT NULL,
+    ug_count_horror BIGINT NOT NULL,
+    ug_sum_imax DOUBLE PRECISION NOT NULL,
+    ug_count_imax BIGINT NOT NULL,
+    ug_sum_musical DOUBLE PRECISION NOT NULL,
+    ug_count_musical BIGINT NOT NULL,
+    ug_sum_mystery DOUBLE PRECISION NOT NULL,
+    ug_count_mystery BIGINT NOT NULL,
+    ug_sum_romance DOUBLE PRECISION NOT NULL,
+    ug_count_romance BIGINT NOT NULL,
+    ug_sum_sci_fi DOUBLE PRECISION NOT NULL,
+    ug_count_sci_fi BIGINT NOT NULL,
+    ug_sum_thriller DOUBLE PRECISION NOT NULL,
+    ug_count_thriller BIGINT NOT NULL,
+    ug_sum_war DOUBLE PRECISION NOT NULL,
+    ug_count_war BIGINT NOT NULL,
+    ug_sum_western DOUBLE PRECISION NOT NULL,
+    ug_count_western BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS movie_deltas (
+    batch    INTEGER          NOT NULL,
+    movie_id BIGINT           NOT NULL,
+    m_sum    DOUBLE PRECISION NOT NULL,
+    m_count  BIGINT           NOT NULL
+);
+
+-- Static movie features: one-hot genres, a no-genre flag, release year standardized with the
+-- parameters in feature_params (fitted on the bootstrap slice).
+CREATE TABLE IF NOT EXISTS movie_features (
+    movie_id BIGINT NOT NULL,
+    mg_action SMALLINT NOT NULL,
+    mg_adventure SMALLINT NOT NULL,
+    mg_animation SMALLINT NOT NULL,
+    mg_children SMALLINT NOT NULL,
+    mg_comedy SMALLINT NOT NULL,
+    mg_crime SMALLINT NOT NULL,
+    mg_documentary SMALLINT NOT NULL,
+    mg_drama SMALLINT NOT NULL,
+    mg_fantasy SMALLINT NOT NULL,
+    mg_film_noir SMALLINT NOT NULL,
+    mg_horror SMALLINT NOT NULL,
+    mg_imax SMALLINT NOT NULL,
+    mg_musical SMALLINT NOT NULL,
+    mg_mystery SMALLINT NOT NULL,
+    mg_romance SMALLINT NOT NULL,
+    mg_sci_fi SMALLINT NOT NULL,
+    mg_thriller SMALLINT NOT NULL,
+    mg_war SMALLINT NOT NULL,
+    mg_western SMALLINT NOT NULL,
+    m_no_genre SMALLINT NOT NULL,
+    m_year_z DOUBLE PRECISION NOT NULL,
+    m_year_known SMALLINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS feature_params (
+    name  TEXT             NOT NULL,
+    value DOUBLE PRECISION NOT NULL
+);
+
+-- One row per clean rating: the rating and its features as they stood before its batch.
+CREATE TABLE IF NOT EXISTS training_examples (
+    batch INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
+    user_id BIGINT NOT NULL,
+    movie_id BIGINT NOT NULL,
+    rating DOUBLE PRECISION NOT NULL,
+    timestamp BIGINT NOT NULL,
+    global_mean DOUBLE PRECISION NOT NULL,
+    u_count BIGINT NOT NULL,
+    u_mean DOUBLE PRECISION NOT NULL,
+    ug_count_action BIGINT NOT NULL,
+    ug_count_adventure BIGINT NOT NULL,
+    ug_count_animation BIGINT NOT NULL,
+    ug_count_children BIGINT NOT NULL,
+    ug_count_comedy BIGINT NOT NULL,
+    ug_count_crime BIGINT NOT NULL,
+    ug_count_documentary BIGINT NOT NULL,
+    ug_count_drama BIGINT NOT NULL,
+    ug_count_fantasy BIGINT NOT NULL,
+    ug_count_film_noir BIGINT NOT NULL,
+    ug_count_horror BIGINT NOT NULL,
+    ug_count_imax BIGINT NOT NULL,
+    ug_count_musical BIGINT NOT NULL,
+    ug_count_mystery BIGINT NOT NULL,
+    ug_count_romance BIGINT NOT NULL,
+    ug_count_sci_fi BIGINT NOT NULL,
+    ug_count_thriller BIGINT NOT NULL,
+    ug_count_war BIGINT NOT NULL,
+    ug_count_western BIGINT NOT NULL,
+    ug_mean_action DOUBLE PRECISION NOT NULL,
+    ug_mean_adventure DOUBLE PRECISION NOT NULL,
+    ug_mean_animation DOUBLE PRECISION NOT NULL,
+    ug_mean_children DOUBLE PRECISION NOT NULL,
+    ug_mean_comedy DOUBLE PRECISION NOT NULL,
+    ug_mean_crime DOUBLE PRECISION NOT NULL,
+    ug_mean_documentary DOUBLE PRECISION NOT NULL,
+    ug_mean_drama DOUBLE PRECISION NOT NULL,
+    ug_mean_fantasy DOUBLE PRECISION NOT NULL,
+    ug_mean_film_noir DOUBLE PRECISION NOT NULL,
+    ug_mean_horror DOUBLE PRECISION NOT NULL,
+    ug_mean_imax DOUBLE PRECISION NOT NULL,
+    ug_mean_musical DOUBLE PRECISION NOT NULL,
+    ug_mean_mystery DOUBLE PRECISION NOT NULL,
+    ug_mean_romance DOUBLE PRECISION NOT NULL,
+    ug_mean_sci_fi DOUBLE PRECISION NOT NULL,
+    ug_mean_thriller DOUBLE PRECISION NOT NULL,
+    ug_mean_war DOUBLE PRECISION NOT NULL,
+    ug_mean_western DOUBLE PRECISION NOT NULL,
+    m_count BIGINT NOT NULL,
+    m_mean DOUBLE PRECISION NOT NULL,
+    mg_action SMALLINT NOT NULL,
+    mg_adventure SMALLINT NOT NULL,
+    mg_animation SMALLINT NOT NULL,
+    mg_children SMALLINT NOT NULL,
+    mg_comedy SMALLINT NOT NULL,
+    mg_crime SMALLINT NOT NULL,
+    mg_documentary SMALLINT NOT NULL,
+    mg_drama SMALLINT NOT NULL,
+    mg_fantasy SMALLINT NOT NULL,
+    mg_film_noir SMALLINT NOT NULL,
+    mg_horror SMALLINT NOT NULL,
+    mg_imax SMALLINT NOT NULL,
+    mg_musical SMALLINT NOT NULL,
+    mg_mystery SMALLINT NOT NULL,
+    mg_romance SMALLINT NOT NULL,
+    mg_sci_fi SMALLINT NOT NULL,
+    mg_thriller SMALLINT NOT NULL,
+    mg_war SMALLINT NOT NULL,
+    mg_western SMALLINT NOT NULL,
+    m_no_genre SMALLINT NOT NULL,
+    m_year_z DOUBLE PRECISION NOT NULL,
+    m_year_known SMALLINT NOT NULL
+);

@@ -1,0 +1,6 @@
+-- Lookups of the day's users and movies, and per-batch replacement, use these.
+CREATE UNIQUE INDEX IF NOT EXISTS user_state_user ON user_state (user_id);
+CREATE UNIQUE INDEX IF NOT EXISTS movie_state_movie ON movie_state (movie_id);
+CREATE INDEX IF NOT EXISTS user_deltas_batch ON user_deltas (batch);
+CREATE INDEX IF NOT EXISTS movie_deltas_batch ON movie_deltas (batch);
+CREATE INDEX IF NOT EXISTS training_examples_batch ON training_examples (batch);
