@@ -96,7 +96,8 @@ def clean_batch(batch: int, raw: Store, lake: Store, info: ArchiveInfo, partitio
         lake.replace("lake_ratings", where, {"batch": batch}, cleaned.clean)
         lake.replace("lake_rejects", where, {"batch": batch}, cleaned.rejects)
         lake.replace("lake_batches", where, {"batch": batch}, accounting)
-    raw.execute("UPDATE raw_ratings SET processed_at = $now WHERE batch = $batch", {"now": now, "batch": batch})
+    processed = pl.DataFrame({"batch": [batch], "processed_at": [now]}, schema={"batch": pl.Int32, "processed_at": pl.Datetime})
+    raw.replace("raw_processed", where, {"batch": batch}, processed)
 
     summary = validation.batch_summary(batch, rows.height, cleaned.clean.height, cleaned.rejects.height)
     expected_rows = info.bootstrap_rows if batch == BOOTSTRAP_BATCH else info.batch_size

@@ -89,10 +89,11 @@ def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: 
         }
     )
     with store.transaction():
-        store.execute("DELETE FROM raw_ratings")
-        store.execute("DELETE FROM raw_archive")
+        for table in ("raw_ratings", "raw_archive", "raw_processed"):
+            store.execute(f"DELETE FROM {table}")
         store.insert("raw_ratings", ordered)
         store.insert("raw_archive", archive_row)
+    store.apply_schema("raw_loaded")
     return ArchiveSummary(
         source=str(data_dir),
         layout=layout.value,

@@ -90,7 +90,7 @@ def test_every_raw_row_lands_in_the_lake_or_the_rejects(archive, store_base):
     urls = store_urls(store_base)
     with open_store(urls["raw"]) as raw_db, open_store(urls["lake"]) as lake_db:
         assert raw_db.scalar("SELECT count(*) FROM raw_ratings") == total_lines
-        assert raw_db.scalar("SELECT count(*) FROM raw_ratings WHERE processed_at IS NULL") == 0
+        assert raw_db.scalar("SELECT count(*) FROM raw_ratings_status WHERE processed_at IS NULL") == 0
         per_batch = lake_db.query("SELECT batch, rows_raw, rows_clean, rows_rejected FROM lake_batches ORDER BY batch")
         raw_counts = raw_db.query("SELECT batch, count(*) AS n FROM raw_ratings GROUP BY batch ORDER BY batch")
         assert per_batch["batch"].to_list() == list(range(-1, batches))
