@@ -8,6 +8,8 @@ import sys
 RUNS = [
     ["benchmarks.lake_batches", "--store", "duckdb"],
     ["benchmarks.lake_batches", "--store", "postgres"],
+    ["benchmarks.feature_days", "--store", "duckdb"],
+    ["benchmarks.feature_days", "--store", "postgres"],
     ["benchmarks.raw_load", "--store", "duckdb"],
     ["benchmarks.raw_load", "--store", "postgres"],
 ]
