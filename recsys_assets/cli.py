@@ -46,7 +46,7 @@ def _load(args: argparse.Namespace) -> None:
     from recsys_assets.runner import run_job
 
     with DagsterInstance.ephemeral() if args.ephemeral else DagsterInstance.get() as instance:
-        run_job("load_archive", instance)
+        run_job("bootstrap", instance)
     print(f"Loaded {args.data} into {args.store}.")
 
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--out", default="data", help="directory to unzip into")
     download.set_defaults(handler=_download)
 
-    load = commands.add_parser("load", help="load an archive into the raw store and the lake (load_archive job)")
+    load = commands.add_parser("load", help="load an archive and build what the first day stands on (the bootstrap job)")
     load.add_argument("--data", required=True, help="directory of a MovieLens or Netflix Prize dataset")
     load.add_argument("--store", default=".recsys/stores", help="a directory for DuckDB files or a PostgreSQL server URL")
     load.add_argument("--batch-size", type=int, default=50_000)

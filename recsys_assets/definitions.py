@@ -25,8 +25,8 @@ from dagster import (
 # instead of on every import.
 warnings.filterwarnings("ignore", category=BetaWarning)
 
-from recsys_assets import features, lake, raw  # noqa: E402
-from recsys_resources import ArchiveResource, Settings, StoreResource  # noqa: E402
+from recsys_assets import features, lake, models, raw  # noqa: E402
+from recsys_resources import ArchiveResource, ModelingResource, Settings, StoreResource  # noqa: E402
 
 
 def _url(env_name: str, derived: str) -> str | EnvVar:
@@ -47,6 +47,7 @@ def build_resources(settings: Settings | None = None) -> dict:
         "features_store": StoreResource(
             url=_url("RECSYS_FEATURES_URL", settings.features_url), schema_name="features"
         ),
+        "modeling": ModelingResource(artifact_dir=settings.model_dir),
     }
 
 
@@ -61,10 +62,13 @@ ASSETS = [
     features.movie_features,
     features.bootstrap_features,
     features.daily_features,
+    models.initial_model,
+    models.daily_models,
+    models.full_model,
 ]
 
-load_archive_job = define_asset_job(
-    "load_archive",
+bootstrap_job = define_asset_job(
+    "bootstrap",
     selection=AssetSelection.assets(
         raw.raw_movies,
         raw.raw_ratings,
@@ -72,24 +76,34 @@ load_archive_job = define_asset_job(
         lake.lake_bootstrap,
         features.movie_features,
         features.bootstrap_features,
+        models.initial_model,
     ),
-    description="Load the archive into the raw store, clean the movies and the bootstrap slice into the "
-    "lake, and start the feature store from the bootstrap slice.",
+    description="Everything the first day stands on: the archive in the raw store, movies and the bootstrap "
+    "slice cleaned into the lake, the feature store started from the bootstrap, the first champion.",
 )
 
 daily_pipeline_job = define_asset_job(
     "daily_pipeline",
-    selection=AssetSelection.assets(lake.lake_ratings, features.daily_features),
-    description="Everything one day's batch feeds: clean and validate it into the lake, then build its "
-    "point-in-time training examples and fold it into the feature state.",
+    selection=AssetSelection.assets(lake.lake_ratings, features.daily_features, models.daily_models),
+    description="Everything one day's batch feeds: clean and validate it into the lake, build its "
+    "point-in-time examples, score every model on it before training (test-then-train), decide "
+    "promotions, then warm-start on it.",
+)
+
+weekly_retrain_job = define_asset_job(
+    "weekly_retrain",
+    selection=AssetSelection.assets(models.full_model),
+    description="Train a model from scratch on every example up to the end of the week.",
 )
 
 daily_schedule = build_schedule_from_partitioned_job(daily_pipeline_job, hour_of_day=2)
+# A week's partition is complete once its last day's daily run (02:00) is done.
+weekly_schedule = build_schedule_from_partitioned_job(weekly_retrain_job, hour_of_day=4)
 
 defs = Definitions(
     assets=ASSETS,
-    jobs=[load_archive_job, daily_pipeline_job],
-    schedules=[daily_schedule],
+    jobs=[bootstrap_job, daily_pipeline_job, weekly_retrain_job],
+    schedules=[daily_schedule, weekly_schedule],
     resources=build_resources(),
     executor=in_process_executor,
 )

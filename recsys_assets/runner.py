@@ -28,6 +28,8 @@ class PartitionReport:
     checks_passed: int
     checks_failed: int
     checks_warned: int
+    mse: dict[str, float]  # model -> the day's MSE, scored before anything trained on the day
+    champion: str
 
 
 def failure_sentence(result: ExecuteInProcessResult) -> str:
@@ -56,13 +58,13 @@ def run_job(name: str, instance: DagsterInstance, partition_key: str | None = No
 
 def partition_report(result: ExecuteInProcessResult, partition: str) -> PartitionReport:
     """Row counts and check outcomes of a daily run, read back from its events."""
-    metadata: dict = {}
+    metadata: dict[str, dict] = {}
     passed = failed = warned = 0
     for event in result.all_events:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.event_specific_data.materialization
-            if materialization.asset_key.to_user_string() == "lake_ratings":
-                metadata = {k: v.value for k, v in materialization.metadata.items()}
+            values = {k: v.value for k, v in materialization.metadata.items()}
+            metadata[materialization.asset_key.to_user_string()] = values
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             if evaluation.passed:
@@ -71,14 +73,21 @@ def partition_report(result: ExecuteInProcessResult, partition: str) -> Partitio
                 warned += 1
             else:
                 failed += 1
+    lake, monitoring = metadata.get("lake_ratings", {}), metadata.get("model_metrics", {})
     return PartitionReport(
         partition=partition,
-        rows_raw=int(metadata.get("rows_raw", 0)),
-        rows_clean=int(metadata.get("rows_clean", 0)),
-        rows_rejected=int(metadata.get("rows_rejected", 0)),
+        rows_raw=int(lake.get("rows_raw", 0)),
+        rows_clean=int(lake.get("rows_clean", 0)),
+        rows_rejected=int(lake.get("rows_rejected", 0)),
         checks_passed=passed,
         checks_failed=failed,
         checks_warned=warned,
+        mse={
+            key.removeprefix("mse_"): value
+            for key, value in monitoring.items()
+            if key.startswith("mse_") and not key.endswith(("_with_history", "_no_history"))
+        },
+        champion=str(monitoring.get("champion_version", "")),
     )
 
 
@@ -87,16 +96,24 @@ def run_demo(days: int, out: TextIO) -> list[PartitionReport]:
     from recsys_assets.partitions import daily_partitions
 
     instance = DagsterInstance.get()
-    print("Loading the archive into the raw store and cleaning movies and the bootstrap slice ...", file=out)
-    run_job("load_archive", instance)
+    print("Bootstrap: loading the archive, cleaning the bootstrap slice, building its features, training the first champion ...", file=out)
+    run_job("bootstrap", instance)
     reports = []
-    print(f"{'partition':<12}{'raw':>9}{'clean':>9}{'rejected':>10}  checks", file=out)
+    print(
+        f"{'partition':<12}{'raw':>8}{'clean':>8}{'rejected':>9}  {'checks (pass/fail/warn)':<24}"
+        f"{'MSE: global mean':>17}{'bias':>8}{'champion':>10}{'warm':>8}{'full':>8}",
+        file=out,
+    )
     for key in daily_partitions.get_partition_keys()[:days]:
         report = partition_report(run_job("daily_pipeline", instance, partition_key=key), key)
         reports.append(report)
+        mse = "".join(
+            f"{report.mse[m]:>{w}.4f}" if m in report.mse else f"{'-':>{w}}"
+            for m, w in (("global_mean", 17), ("bias", 8), ("champion", 10), ("warm", 8), ("full", 8))
+        )
         print(
-            f"{key:<12}{report.rows_raw:>9,}{report.rows_clean:>9,}{report.rows_rejected:>10,}  "
-            f"{report.checks_passed} passed, {report.checks_failed} failed, {report.checks_warned} warned",
+            f"{key:<12}{report.rows_raw:>8,}{report.rows_clean:>8,}{report.rows_rejected:>9,}  "
+            f"{f'{report.checks_passed}/{report.checks_failed}/{report.checks_warned}':<24}{mse}",
             file=out,
         )
     return reports

@@ -5,12 +5,13 @@ from the environment (see `settings.py`), never in asset code.
 """
 
 from recsys_resources.errors import RecsysError
-from recsys_resources.resources import ArchiveResource, StoreResource
+from recsys_resources.resources import ArchiveResource, ModelingResource, StoreResource
 from recsys_resources.settings import Settings, store_urls
 from recsys_resources.stores import Store, open_store
 
 __all__ = [
     "ArchiveResource",
+    "ModelingResource",
     "RecsysError",
     "Settings",
     "Store",

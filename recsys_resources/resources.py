@@ -43,3 +43,29 @@ class ArchiveResource(ConfigurableResource):
     @property
     def path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+
+class ModelingResource(ConfigurableResource):
+    """Where model artifacts go and the knobs of training, promotion and monitoring."""
+
+    artifact_dir: str = Field(description="Directory of the .keras model artifacts.")
+    seed: int = Field(default=0, description="Seed of weight initialization and shuffling.")
+    epochs: int = Field(default=5, description="Epochs of a full training from scratch.")
+    warm_epochs: int = Field(default=1, description="Epochs of a daily warm start over the day's batch.")
+    promotion_margin: float = Field(
+        default=0.0,
+        description="A candidate is promoted only if its MSE on the latest unseen day is below the "
+        "champion's by at least this fraction of the champion's MSE.",
+    )
+    degradation_tolerance: float = Field(
+        default=0.25,
+        description="The monitoring check warns when the champion's MSE on a day exceeds the trailing "
+        "median by more than this fraction.",
+    )
+    trailing_days: int = Field(default=7, description="Days in the trailing median of the degradation check.")
+
+    @property
+    def directory(self) -> Path:
+        path = Path(self.artifact_dir).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -56,11 +56,16 @@ class Settings:
     start_date: dt.date
     batch_size: int
     bootstrap_rows: int | None
+    model_dir: str = ".recsys/models"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        urls = store_urls(env.get("RECSYS_STORE") or DEFAULT_STORE_DIR)
+        base = env.get("RECSYS_STORE") or DEFAULT_STORE_DIR
+        urls = store_urls(base)
+        # Artifacts sit beside embedded stores; with a PostgreSQL store they need a directory of
+        # their own (a volume in docker compose).
+        default_models = str(Path(base) / "models") if not is_postgres_url(base) else ".recsys/models"
         bootstrap = env.get("RECSYS_BOOTSTRAP_ROWS")
         return cls(
             raw_url=env.get("RECSYS_RAW_URL") or urls["raw"],
@@ -70,4 +75,5 @@ class Settings:
             start_date=parse_start_date(env.get("RECSYS_START_DATE") or DEFAULT_START_DATE),
             batch_size=int(env.get("RECSYS_BATCH_SIZE") or DEFAULT_BATCH_SIZE),
             bootstrap_rows=int(bootstrap) if bootstrap else None,
+            model_dir=env.get("RECSYS_MODEL_DIR") or default_models,
         )

@@ -222,3 +222,47 @@ CREATE TABLE IF NOT EXISTS training_examples (
     m_year_z DOUBLE PRECISION NOT NULL,
     m_year_known SMALLINT NOT NULL
 );
+
+-- MODEL REGISTRY: every trained model is a version; exactly one is the champion (in service).
+CREATE TABLE IF NOT EXISTS model_versions (
+    version         TEXT      NOT NULL,  -- e.g. full-20250105-1a2b3c4d
+    kind            TEXT      NOT NULL,  -- full (trained from scratch) | warm (fine-tuned from parent)
+    parent          TEXT,                -- the version a warm start continued from
+    trained_on      TEXT      NOT NULL,  -- the data partitions: bootstrap, a day, or first..last
+    first_batch     INTEGER   NOT NULL,  -- -1 = bootstrap slice
+    last_batch      INTEGER   NOT NULL,
+    rows            BIGINT    NOT NULL,
+    hyperparameters TEXT      NOT NULL,  -- JSON of ModelConfig and the learning rate used
+    metrics         TEXT      NOT NULL,  -- JSON: training loss, time, throughput
+    artifact        TEXT      NOT NULL,  -- path of the .keras file (optimizer state included)
+    checksum        TEXT      NOT NULL,  -- sha256 of the artifact, checked on every load
+    created_at      TIMESTAMP NOT NULL,
+    status          TEXT      NOT NULL   -- candidate | champion | rejected | retired (a former champion)
+);
+
+-- Test-then-train monitoring: each model scored on a day's batch before anything trains on it.
+CREATE TABLE IF NOT EXISTS model_metrics (
+    partition_key TEXT             NOT NULL,
+    batch         INTEGER          NOT NULL,
+    model         TEXT             NOT NULL,  -- global_mean | bias | champion | warm | full
+    version       TEXT,                       -- the registry version (NULL for baselines)
+    segment       TEXT             NOT NULL,  -- all | with_history | no_history (the user's past ratings)
+    rows          BIGINT           NOT NULL,
+    mse           DOUBLE PRECISION NOT NULL,
+    rmse          DOUBLE PRECISION NOT NULL,
+    mae           DOUBLE PRECISION NOT NULL
+);
+
+-- Promotion gate decisions: a candidate replaces the champion only if it beats it on the
+-- latest unseen day by the configured margin.
+CREATE TABLE IF NOT EXISTS promotions (
+    partition_key TEXT             NOT NULL,
+    batch         INTEGER          NOT NULL,
+    candidate     TEXT             NOT NULL,
+    champion      TEXT             NOT NULL,
+    candidate_mse DOUBLE PRECISION NOT NULL,
+    champion_mse  DOUBLE PRECISION NOT NULL,
+    margin        DOUBLE PRECISION NOT NULL,
+    promoted      BOOLEAN          NOT NULL,
+    decided_at    TIMESTAMP        NOT NULL
+);

@@ -36,7 +36,7 @@ def test_generate_writes_the_archive_and_its_truth(tmp_path):
     assert f"noise floor MSE {truth['noise_floor_mse']:.4f}" in result.stdout
 
 
-def test_load_runs_the_load_archive_job(tmp_path, small_archive):
+def test_load_runs_the_bootstrap_job(tmp_path, small_archive):
     stores = tmp_path / "stores"
     result = recsys(
         "load", "--data", str(small_archive), "--store", str(stores), "--batch-size", "500", "--bootstrap-rows", "1000",

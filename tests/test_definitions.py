@@ -30,7 +30,7 @@ def test_assets_are_grouped_by_layer_and_checked():
     checks = {key.name for key in graph.asset_check_keys if key.asset_key == AssetKey("lake_ratings")}
     assert checks == {"lake_ratings_schema", "lake_ratings_values", "lake_ratings_volume"}
     assert graph.get(AssetKey("lake_ratings")).partitions_def is not None
-    assert {job.name for job in defs.resolve_all_job_defs()} >= {"load_archive", "daily_pipeline"}
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"bootstrap", "daily_pipeline", "weekly_retrain"}
 
 
 def test_error_suites_are_blocking_and_warn_suites_are_not():
