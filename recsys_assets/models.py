@@ -8,7 +8,6 @@ warm start fine-tunes yesterday's warm model (or the champion just promoted) on 
 goes through its days in that order, one after another.
 """
 
-import time
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -77,12 +76,15 @@ def _save_version(
     learning_rate: float,
     status: str,
 ) -> registry.ModelVersion:
-    """Write the artifact under a name made of its checksum, and register the version."""
-    staging = modeling.directory / f".{kind}-{time.monotonic_ns()}.keras"
-    checksum = keras_model.save_model(trained, staging)
-    version = f"{kind}-{_label(last_batch)}-{checksum[:10]}"
+    """Write the artifact and register the version.
+
+    A version is named by its kind and the last partition it learned from (full-bootstrap,
+    warm-2025-01-03, full-2025-01-07), so rebuilding a partition replaces its version instead
+    of piling up near-copies, and a replay under the same seed names its models the same way.
+    """
+    version = f"{kind}-{_label(last_batch)}"
     artifact = modeling.directory / f"{version}.keras"
-    staging.replace(artifact)
+    checksum = keras_model.save_model(trained, artifact)
     trained_on = _label(last_batch) if first_batch == last_batch else f"{_label(first_batch)}..{_label(last_batch)}"
     entry = registry.ModelVersion(
         version=version,
