@@ -10,6 +10,7 @@ RUNS = [
     ["benchmarks.lake_batches", "--store", "postgres"],
     ["benchmarks.feature_days", "--store", "duckdb"],
     ["benchmarks.feature_days", "--store", "postgres"],
+    ["benchmarks.model_training"],
     ["benchmarks.raw_load", "--store", "duckdb"],
     ["benchmarks.raw_load", "--store", "postgres"],
 ]

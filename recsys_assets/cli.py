@@ -33,14 +33,7 @@ def _download(args: argparse.Namespace) -> None:
 
 
 def _load(args: argparse.Namespace) -> None:
-    from recsys_resources import store_urls
-
-    store_urls(args.store)  # a malformed --store fails here, before anything runs
-    os.environ["RECSYS_STORE"] = args.store
-    os.environ["RECSYS_DATA_DIR"] = str(Path(args.data).resolve())
-    os.environ["RECSYS_BATCH_SIZE"] = str(args.batch_size)
-    if args.bootstrap_rows is not None:
-        os.environ["RECSYS_BOOTSTRAP_ROWS"] = str(args.bootstrap_rows)
+    _configure(args.data, args.store, args.batch_size, args.bootstrap_rows, "2025-01-01", 0)
     from dagster import DagsterInstance
 
     from recsys_assets.runner import run_job
@@ -50,27 +43,84 @@ def _load(args: argparse.Namespace) -> None:
     print(f"Loaded {args.data} into {args.store}.")
 
 
+def _configure(data: str, store: str, batch_size: int, bootstrap_rows: int | None, start_date: str, seed: int) -> None:
+    """The environment is the platform's configuration: set it before the definitions load."""
+    from recsys_resources import store_urls
+    from recsys_resources.settings import parse_start_date
+    from recsys_resources.stores import is_postgres_url
+
+    store_urls(store)  # a malformed --store fails here, before anything runs
+    parse_start_date(start_date)
+    if not is_postgres_url(store):
+        store = str(Path(store).resolve())
+    os.environ.update(
+        RECSYS_STORE=store,
+        RECSYS_DATA_DIR=str(Path(data).resolve()),
+        RECSYS_BATCH_SIZE=str(batch_size),
+        RECSYS_START_DATE=start_date,
+        RECSYS_SEED=str(seed),
+    )
+    if bootstrap_rows is not None:
+        os.environ["RECSYS_BOOTSTRAP_ROWS"] = str(bootstrap_rows)
+    home = Path(store) / "dagster_home" if not is_postgres_url(store) else Path(".recsys/dagster_home").resolve()
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    prepare_local_dagster_home(Path(os.environ["DAGSTER_HOME"]))
+
+
+def _run_replay(args: argparse.Namespace) -> dict:
+    _configure(args.data, args.store, args.batch_size, args.bootstrap_rows, args.start_date, args.seed)
+    from recsys_assets.replay import ReplayConfig, replay
+
+    config = ReplayConfig(
+        data=os.environ["RECSYS_DATA_DIR"], days=args.days, batch_size=args.batch_size, bootstrap_rows=args.bootstrap_rows,
+        start_date=args.start_date, store=os.environ["RECSYS_STORE"], seed=args.seed, range_runs=args.range_runs,
+        resume=args.resume,
+    )  # fmt: skip
+    return replay(config, progress=lambda line: print(line, flush=True))
+
+
+def _replay(args: argparse.Namespace) -> None:
+    from recsys_assets.replay import write_report
+
+    report = _run_replay(args)
+    write_report(report, Path(args.report))
+    print_mse_table(report)
+    print(f"Report: {args.report}")
+
+
+def print_mse_table(report: dict) -> None:
+    columns = ("global_mean", "bias", "champion", "warm", "full")
+    print(f"\n{'partition':<12}{'rows':>8}{'rejected':>9}{'checks p/f/w':>14}" + "".join(f"{c:>12}" for c in columns))
+    for day in report["days"]:
+        checks = day["checks"]
+        figures = "".join(f"{day['mse'][c]:>12.4f}" if day["mse"][c] is not None else f"{'-':>12}" for c in columns)
+        print(
+            f"{day['partition']:<12}{day['rows_clean'] or 0:>8,}{day['rows_rejected'] or 0:>9,}"
+            f"{checks['passed']:>8}/{checks['failed']}/{checks['warned']}{figures}"
+        )
+    means = report["summary"]["mean_mse"]
+    print(f"{'mean MSE':<43}" + "".join(f"{means[c]:>12.4f}" if means[c] is not None else f"{'-':>12}" for c in columns))
+    summary = report["summary"]
+    print(f"{summary['days']} days, {summary['rows_raw']:,} rows in {summary['wall_seconds']:.1f} s ({summary['runs']} Dagster runs).")
+
+
 def _demo(args: argparse.Namespace) -> None:
     home = Path(args.home).resolve()
-    data_dir = home / "data"
-    # The environment is the platform's configuration; set it before the definitions load.
-    os.environ["RECSYS_STORE"] = str(home / "stores")
-    os.environ["RECSYS_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home"))
-    prepare_local_dagster_home(Path(os.environ["DAGSTER_HOME"]))
-    if not (data_dir / "ratings.csv").exists():
+    data = home / "data"
+    if not (data / "ratings.csv").exists():
         from recsys_assets import synthetic
 
-        print(f"Generating {args.ratings:,} synthetic ratings into {data_dir} ...")
-        synthetic.generate(data_dir, args.ratings, seed=args.seed)
-
-    from recsys_assets.runner import run_demo
-
-    run_demo(days=args.days, out=sys.stdout)
+        print(f"Generating {args.ratings:,} synthetic ratings into {data} ...")
+        synthetic.generate(data, args.ratings, seed=args.seed)
+    args.data, args.store, args.report = str(data), str(home / "stores"), str(home / "report.json")
+    _replay(args)
     print(
-        "\nOpen the Dagster UI on this result:\n"
+        "\nMSE is measured on each day before anything trains on it; the noise floor of this synthetic "
+        f"archive (the best any model can do) is in {data / 'truth.json'}.\n"
+        "Open the Dagster UI on this result (lineage, checks, MSE plotted per partition):\n"
         f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} RECSYS_STORE={os.environ['RECSYS_STORE']} "
-        f"RECSYS_DATA_DIR={data_dir} uv run dagster dev -m recsys_assets.definitions"
+        f"RECSYS_DATA_DIR={data} RECSYS_BATCH_SIZE={args.batch_size} RECSYS_START_DATE={args.start_date} "
+        "uv run dagster dev -m recsys_assets.definitions"
     )
 
 
@@ -80,6 +130,16 @@ def prepare_local_dagster_home(path: Path) -> None:
     config = path / "dagster.yaml"
     if not config.exists():
         config.write_text("telemetry:\n  enabled: false\n")
+
+
+def _replay_options(parser: argparse.ArgumentParser, batch_size: int, bootstrap_rows: int | None) -> None:
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="rows per daily partition")
+    parser.add_argument("--bootstrap-rows", type=int, default=bootstrap_rows, help="rows of history before day 0")
+    parser.add_argument("--start-date", default="2025-01-01", help="the partition of day 0 (YYYY-MM-DD)")
+    parser.add_argument("--store", default=".recsys/replay/stores", help="a directory for DuckDB files or a PostgreSQL server URL")
+    parser.add_argument("--seed", type=int, default=0, help="seed of model initialization and shuffling")
+    parser.add_argument("--range-runs", action="store_true", help="one Dagster run per week of days (single-run backfill)")
+    parser.add_argument("--resume", action="store_true", help="keep the stores and instance instead of starting empty")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,11 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--ephemeral", action="store_true", help="record the run in a throwaway Dagster instance")
     load.set_defaults(handler=_load)
 
+    replay = commands.add_parser("replay", help="replay an archive as daily partitions through Dagster")
+    replay.add_argument("--data", required=True, help="directory of a MovieLens or Netflix Prize dataset")
+    replay.add_argument("--days", type=int, required=True, help="daily partitions to replay")
+    replay.add_argument("--report", required=True, help="where to write the JSON report")
+    _replay_options(replay, batch_size=50_000, bootstrap_rows=None)
+    replay.set_defaults(handler=_replay)
+
     demo = commands.add_parser("demo", help="the main job on the embedded default (DuckDB, no server)")
-    demo.add_argument("--home", default=".recsys/demo", help="where data, stores and the Dagster home go")
-    demo.add_argument("--ratings", type=int, default=400_000)
-    demo.add_argument("--days", type=int, default=3, help="daily partitions to materialize")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--home", default=".recsys/demo", help="where data, stores, models and the Dagster home go")
+    demo.add_argument("--ratings", type=int, default=600_000, help="size of the synthetic archive")
+    demo.add_argument("--days", type=int, default=21, help="daily partitions to replay")
+    _replay_options(demo, batch_size=20_000, bootstrap_rows=150_000)
     demo.set_defaults(handler=_demo)
     return parser
 

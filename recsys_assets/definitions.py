@@ -47,7 +47,7 @@ def build_resources(settings: Settings | None = None) -> dict:
         "features_store": StoreResource(
             url=_url("RECSYS_FEATURES_URL", settings.features_url), schema_name="features"
         ),
-        "modeling": ModelingResource(artifact_dir=settings.model_dir),
+        "modeling": ModelingResource(artifact_dir=settings.model_dir, seed=settings.seed),
     }
 
 

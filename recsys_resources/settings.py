@@ -57,6 +57,7 @@ class Settings:
     batch_size: int
     bootstrap_rows: int | None
     model_dir: str = ".recsys/models"
+    seed: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -76,4 +77,5 @@ class Settings:
             batch_size=int(env.get("RECSYS_BATCH_SIZE") or DEFAULT_BATCH_SIZE),
             bootstrap_rows=int(bootstrap) if bootstrap else None,
             model_dir=env.get("RECSYS_MODEL_DIR") or default_models,
+            seed=int(env.get("RECSYS_SEED") or 0),
         )
