@@ -62,3 +62,22 @@ def test_a_failed_error_check_stops_the_assets_downstream():
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert failed == {"lake_ratings_values"}
     assert ran == []
+
+
+def test_schedules_run_the_day_and_the_week_that_just_ended():
+    import datetime as dt
+
+    from dagster import build_schedule_context
+
+    daily = defs.resolve_schedule_def("daily_pipeline_schedule")
+    weekly = defs.resolve_schedule_def("weekly_retrain_schedule")
+    # Weeks start on the replay's start weekday (2025-01-01, a Wednesday), so the retrain of the
+    # week that ended on Tuesday runs on Wednesday, after that night's daily run (02:00).
+    assert (daily.cron_schedule, weekly.cron_schedule) == ("0 2 * * *", "0 4 * * 3")
+    with DagsterInstance.ephemeral() as instance:
+        tick = dt.datetime(2025, 1, 15, 2, tzinfo=dt.timezone.utc)
+        requests = daily.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick)).run_requests
+        assert [r.partition_key for r in requests] == ["2025-01-14"]
+        tick = dt.datetime(2025, 1, 15, 4, tzinfo=dt.timezone.utc)
+        requests = weekly.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick)).run_requests
+        assert [r.partition_key for r in requests] == ["2025-01-08"]

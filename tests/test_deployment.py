@@ -30,14 +30,50 @@ def test_services_of_the_production_layout():
     assert set(COMPOSE["services"]) == {"postgres", "user_code", "webserver", "daemon"}
 
 
+def environment(service: str) -> dict:
+    return COMPOSE["services"][service]["environment"]
+
+
 def test_dagster_services_get_every_variable_the_instance_reads():
     needed = env_vars_in(INSTANCE)
     assert needed == {
         "DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_PORT", "DAGSTER_POSTGRES_USER",
-        "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB",
+        "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB", "DAGSTER_MAX_CONCURRENT_RUNS",
     }  # fmt: skip
     for name in ("user_code", "webserver", "daemon"):
-        assert needed <= set(COMPOSE["services"][name]["environment"]), name
+        assert needed <= set(environment(name)), name
+
+
+def test_the_instance_config_is_valid_for_dagster(monkeypatch):
+    from dagster._core.instance.config import dagster_instance_config
+
+    for name in env_vars_in(INSTANCE):
+        monkeypatch.setenv(name, "5432" if name.endswith(("PORT", "RUNS")) else "x")
+    config, _ = dagster_instance_config(str(ROOT), "dagster.yaml")
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["run_launcher"]["class"] == "DockerRunLauncher"
+
+
+def test_runs_are_launched_in_containers_that_get_what_the_code_reads():
+    launcher = INSTANCE["run_launcher"]["config"]
+    # The launcher copies these from the launching process (daemon, or webserver) into each run.
+    for service in ("webserver", "daemon"):
+        assert set(launcher["env_vars"]) <= set(environment(service)), service
+        assert "/var/run/docker.sock:/var/run/docker.sock" in COMPOSE["services"][service]["volumes"]
+    code_reads = {"RECSYS_STORE", "RECSYS_DATA_DIR", "RECSYS_MODEL_DIR", "RECSYS_START_DATE", "RECSYS_BATCH_SIZE", "RECSYS_BOOTSTRAP_ROWS", "RECSYS_SEED"}
+    settings_source = (ROOT / "recsys_resources" / "settings.py").read_text()
+    assert code_reads == set(re.findall(r'"(RECSYS_(?:STORE|DATA_DIR|MODEL_DIR|START_DATE|BATCH_SIZE|BOOTSTRAP_ROWS|SEED))"', settings_source))
+    assert code_reads <= set(launcher["env_vars"])
+    # Run containers mount the same named volumes, at the paths the environment points to.
+    assert launcher["network"] == COMPOSE["networks"]["recsys-network"]["name"]
+    for volume in launcher["container_kwargs"]["volumes"]:
+        name, path = volume.split(":")[:2]
+        assert COMPOSE["volumes"][name]["name"] == name
+        assert volume in COMPOSE["services"]["user_code"]["volumes"]
+    assert environment("user_code")["RECSYS_DATA_DIR"] == "/data" and environment("user_code")["RECSYS_MODEL_DIR"] == "/models"
+    assert environment("user_code")["DAGSTER_CURRENT_IMAGE"] == COMPOSE["services"]["user_code"]["image"]
+    for service in COMPOSE["services"].values():
+        assert service["networks"] == ["recsys-network"]
 
 
 def test_user_code_serves_the_module_the_workspace_names():
@@ -55,7 +91,7 @@ def test_user_code_serves_the_module_the_workspace_names():
 
 
 def test_stores_point_at_the_databases_postgres_creates():
-    env = COMPOSE["services"]["user_code"]["environment"]
+    env = environment("user_code")
     assert env["RECSYS_STORE"].startswith("postgresql://") and env["RECSYS_STORE"].endswith("@postgres:5432/recsys")
     init = (ROOT / "sql" / "init" / "00-databases.sql").read_text()
     assert set(re.findall(r"CREATE DATABASE (\w+);", init)) == {"recsys_raw", "recsys_lake", "recsys_features"}
