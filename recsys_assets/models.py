@@ -8,6 +8,7 @@ warm start fine-tunes yesterday's warm model (or the champion just promoted) on 
 goes through its days in that order, one after another.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -52,7 +53,7 @@ SEGMENTS = {
 
 
 def model_config(modeling: ModelingResource) -> keras_model.ModelConfig:
-    return keras_model.ModelConfig(seed=modeling.seed, epochs=modeling.epochs)
+    return keras_model.ModelConfig(seed=modeling.seed)
 
 
 def _label(batch: int) -> str:
@@ -123,6 +124,14 @@ def _load(version: registry.ModelVersion):
     return keras_model.load_model(version.artifact, version.checksum)
 
 
+def _config_of(version: registry.ModelVersion) -> keras_model.ModelConfig:
+    """The settings a version was trained with: its inputs must be prepared the same way."""
+    known = {f.name for f in dataclasses.fields(keras_model.ModelConfig)}
+    return keras_model.ModelConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in version.hyperparameters.items() if k in known}
+    )
+
+
 @dataclass
 class DayReport:
     batch: int
@@ -156,9 +165,8 @@ def score_day(batch: int, lake: Store, features: Store) -> tuple[pl.DataFrame, d
         "global_mean": examples["global_mean"].to_numpy(),
         "bias": BiasBaseline().fit(past).predict(examples),
     }
-    config = keras_model.ModelConfig()  # inference needs only the input transform settings
     for name, version in models.items():
-        predictions[name] = keras_model.predict(_load(version), examples, config)
+        predictions[name] = keras_model.predict(_load(version), examples, _config_of(version))
     truth = examples["rating"].to_numpy()
     rows = []
     history = examples["u_count"].to_numpy()
@@ -204,7 +212,7 @@ def run_day(batch: int, lake: Store, features: Store, modeling: ModelingResource
     config = model_config(modeling)
     examples = _examples(features, "batch = $batch", {"batch": batch})
     warmed = keras_model.warm_start(parent.artifact, parent.checksum, config)
-    report = keras_model.train(warmed, examples, config, learning_rate=config.warm_learning_rate, epochs=modeling.warm_epochs)
+    report = keras_model.train(warmed, examples, config, learning_rate=config.warm_learning_rate, epochs=config.warm_epochs)
     warm = _save_version(
         features, modeling, warmed, report, kind="warm", parent=parent.version, first_batch=batch,
         last_batch=batch, learning_rate=config.warm_learning_rate, status=registry.CANDIDATE,

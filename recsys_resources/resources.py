@@ -46,12 +46,13 @@ class ArchiveResource(ConfigurableResource):
 
 
 class ModelingResource(ConfigurableResource):
-    """Where model artifacts go and the knobs of training, promotion and monitoring."""
+    """Where model artifacts go, the seed, and the knobs of promotion and monitoring.
+
+    The model's own hyper-parameters are recsys_assets.model.ModelConfig, recorded with every version.
+    """
 
     artifact_dir: str = Field(description="Directory of the .keras model artifacts.")
     seed: int = Field(default=0, description="Seed of weight initialization and shuffling.")
-    epochs: int = Field(default=5, description="Epochs of a full training from scratch.")
-    warm_epochs: int = Field(default=1, description="Epochs of a daily warm start over the day's batch.")
     promotion_margin: float = Field(
         default=0.0,
         description="A candidate is promoted only if its MSE on the latest unseen day is below the "
