@@ -11,6 +11,7 @@ RUNS = [
     ["benchmarks.feature_days", "--store", "duckdb"],
     ["benchmarks.feature_days", "--store", "postgres"],
     ["benchmarks.model_training"],
+    ["benchmarks.replay"],
     ["benchmarks.raw_load", "--store", "duckdb"],
     ["benchmarks.raw_load", "--store", "postgres"],
 ]

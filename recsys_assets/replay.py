@@ -23,11 +23,10 @@ from typing import Callable
 
 from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
-from recsys_assets.runner import QUIET, failure_sentence
+from recsys_assets.runner import run_job
 from recsys_resources import RecsysError, Settings, open_store, store_urls
 from recsys_resources.stores import ensure_postgres_database, is_postgres_url
 
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 MSE_KEYS = ("global_mean", "bias", "champion", "warm", "full")
 # Which layer each step's time counts toward in the report.
 LAYER_OF_STEP = {
@@ -62,22 +61,10 @@ class Replay:
     run_seconds: float = 0.0
 
     def run(self, job: str, partition: str | None = None, last: str | None = None) -> ExecuteInProcessResult:
-        from recsys_assets.definitions import defs
-
-        tags = {RANGE_START: partition, RANGE_END: last} if last else None
         started = time.perf_counter()
-        result = defs.resolve_job_def(job).execute_in_process(
-            run_config=QUIET,
-            instance=self.instance,
-            partition_key=partition if not last else None,
-            tags=tags,
-            raise_on_error=False,
-        )
+        result = run_job(job, self.instance, partition, last)
         self.runs += 1
         self.run_seconds += time.perf_counter() - started
-        if not result.success:
-            where = f" for {partition}" + (f"..{last}" if last else "") if partition else ""
-            raise RecsysError(f"Job {job}{where} failed: {failure_sentence(result)}")
         for event in result.all_events:
             if event.event_type == DagsterEventType.STEP_SUCCESS:
                 step = event.step_key
@@ -160,7 +147,7 @@ def replay(config: ReplayConfig, progress: Callable[[str], None] = print) -> dic
         # A run covers one day, or with range runs the rest of the day's week (never past --days).
         last = min(day + (6 - day % 7 if config.range_runs else 0), config.days - 1)
         first_key, last_key = partition_of(day), partition_of(last)
-        result = state.run("daily_pipeline", first_key, last_key if last > day else None)
+        result = state.run("daily_pipeline", first_key, last_key)
         state.count_checks(result, [partition_of(d) for d in range(day, last + 1)])
         if last % 7 == 6:
             state.run("weekly_retrain", week_keys[last // 7])

@@ -12,6 +12,7 @@ from polars.testing import assert_frame_equal
 
 from recsys_assets import features, lake, raw, synthetic
 from recsys_assets.definitions import ASSETS, build_resources
+from recsys_assets.runner import failure_sentence
 from recsys_assets.partitions import partition_of
 from recsys_assets.transforms.features import build_examples, empty_movie_state, empty_user_state
 from recsys_resources import Settings, open_store, store_urls
@@ -61,11 +62,7 @@ class Platform:
 
     @staticmethod
     def failure(result) -> str:
-        for event in result.all_events:
-            if event.is_step_failure:
-                data = event.step_failure_data
-                return data.user_failure_data.description if data.user_failure_data else str(data.error)
-        return ""
+        return failure_sentence(result)
 
     def query(self, store: str, sql: str) -> pl.DataFrame:
         with open_store(store_urls(self.base)[store]) as db:

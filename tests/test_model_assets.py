@@ -10,6 +10,7 @@ from dagster import DagsterInstance, materialize
 
 from recsys_assets import features, lake, models, raw, registry, synthetic
 from recsys_assets.definitions import ASSETS, build_resources
+from recsys_assets.runner import failure_sentence
 from recsys_assets.partitions import partition_of
 from recsys_resources import Settings, open_store, store_urls
 
@@ -52,11 +53,7 @@ class Replay:
 
     @staticmethod
     def failure(result) -> str:
-        for event in result.all_events:
-            if event.is_step_failure:
-                data = event.step_failure_data
-                return data.user_failure_data.description if data.user_failure_data else str(data.error)
-        return ""
+        return failure_sentence(result)
 
     def day(self, batch: int, ok: bool = True):
         return self.run(DAILY_ASSETS, partition_of(batch), ok=ok)

@@ -1,0 +1,92 @@
+"""Render benchmarks/results/*.json as the Markdown tables the README shows."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.common import RESULTS
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rate(value: float) -> str:
+    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.0f}k"
+
+
+def main() -> None:
+    lines = ["| benchmark | DuckDB | PostgreSQL | target |", "|---|---|---|---|"]
+    raw = {s: load(f"raw_load_{s}") for s in ("duckdb", "postgres")}
+    if all(raw.values()):
+        d, p = raw["duckdb"], raw["postgres"]
+        lines.append(
+            f"| raw load of {d['rows'] / 1e6:.0f}M ratings (rows/s, peak RSS) | {rate(d['rows_per_s'])}/s, "
+            f"{d['peak_rss_mib'] / 1024:.1f} GiB | {rate(p['rows_per_s'])}/s, {p['peak_rss_mib'] / 1024:.1f} GiB "
+            f"| 3M/s DuckDB, 1.5M/s PostgreSQL |"
+        )
+        lines.append(
+            f"| reference: DuckDB's own `read_csv` of the same file | {rate(d['reference_duckdb_read_csv']['rows_per_s'])}/s | | |"
+        )
+    lake = {s: load(f"lake_batches_{s}") for s in ("duckdb", "postgres")}
+    if all(lake.values()):
+        d, p = lake["duckdb"], lake["postgres"]
+        lines.append(
+            f"| clean + validate one 50k lake partition (s) | {d['one_partition']['wall_s']:.2f} | "
+            f"{p['one_partition']['wall_s']:.2f} | < 1 s |"
+        )
+        lines.append(
+            f"| clean + validate 100 lake partitions in one run (rows/s) | {rate(d['range']['rows_per_s'])}/s | "
+            f"{rate(p['range']['rows_per_s'])}/s | |"
+        )
+    feats = {s: load(f"feature_days_{s}") for s in ("duckdb", "postgres")}
+    if all(feats.values()):
+        d, p = feats["duckdb"], feats["postgres"]
+        lines.append(
+            f"| features + examples, one 50k partition (s) | {d['first_day']['wall_s']:.2f} | {p['first_day']['wall_s']:.2f} | < 1 s |"
+        )
+        lines.append(
+            f"| features + examples, 100-partition single run (rows/s, peak RSS) | "
+            f"{rate(d['backfill_100_days']['rows_per_s'])}/s, {d['backfill_100_days']['peak_rss_mib'] / 1024:.1f} GiB | "
+            f"{rate(p['backfill_100_days']['rows_per_s'])}/s, {p['backfill_100_days']['peak_rss_mib'] / 1024:.1f} GiB | 500k/s DuckDB |"
+        )
+        lines.append(
+            f"| peak RSS of one day: first day vs after 100 days (MiB) | {d['first_day']['peak_rss_mib']} vs "
+            f"{d['day_after_100_days']['peak_rss_mib']} | {p['first_day']['peak_rss_mib']} vs "
+            f"{p['day_after_100_days']['peak_rss_mib']} | no growth |"
+        )
+    model = load("model_training")
+    if model:
+        mse = model["next_day_mse"]
+        lines.append(
+            f"| training throughput, full training on {model['full_training']['examples'] / 1e6:.1f}M examples | "
+            f"{rate(model['full_training']['examples_per_s'])} examples/s, {model['full_training']['wall_s']:.0f} s for "
+            f"{model['full_training']['epochs']} epochs | | 300k examples/s |"
+        )
+        lines.append(
+            f"| warm start on a 50k batch (train; with load) | {model['warm_start_50k']['train_s']:.2f} s; "
+            f"{model['warm_start_50k']['with_load_s']:.2f} s | | < 3 s |"
+        )
+        lines.append(f"| prediction throughput | {rate(model['prediction']['examples_per_s'])} examples/s | | |")
+        lines.append(
+            f"| next-day MSE: global mean / bias / model / noise floor | {mse['global_mean']:.3f} / {mse['bias']:.3f} / "
+            f"{mse['model']:.3f} / {mse['noise_floor']:.3f} (gap closed {mse['gap_closed']:.0%}) | | closes >= 50% |"
+        )
+        lines.append(
+            f"| next-day MSE, users without history ({mse['no_history_share']:.0%} of the day): bias / model | "
+            f"{mse['bias_no_history']:.3f} / {mse['model_no_history']:.3f} | | model <= bias |"
+        )
+    replay = load("replay_30_days_duckdb")
+    if replay:
+        for mode, label in (("per_day", "one run per day"), ("range", "one run per week")):
+            r = replay[mode]
+            lines.append(
+                f"| 30-day replay after a 1M bootstrap, {label} ({r['runs']} runs) | {r['wall_s']:.0f} s end to end, "
+                f"{r['overhead_per_run_s']:.1f} s Dagster overhead a run, peak {r['peak_rss_mib'] / 1024:.1f} GiB | | < 300 s |"
+            )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
