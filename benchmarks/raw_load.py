@@ -43,8 +43,10 @@ def main() -> None:
         **took,
         "rows_per_s": round(summary.rows / took["wall_s"]),
         "peak_rss_mib": round(peak_rss_mib()),
-        "method": "recsys_assets.raw.load_archive: Polars reads and splits the lines, sorts into replay "
-        "order and tags batches; DuckDB ingests the Arrow buffers, PostgreSQL gets CSV COPY.",
+        "method": "recsys_assets.raw.load_archive: Polars reads and splits the lines, types them (keeping the "
+        "text of lines that are not four numbers), sorts into replay order and tags batches; DuckDB ingests "
+        "the Arrow buffers, PostgreSQL gets binary COPY (CSV COPY for lines with text), then BRIN summary "
+        "and ANALYZE.",
     }
     if args.store == "duckdb":
         result["reference_duckdb_read_csv"] = duckdb_reference(data)
