@@ -18,10 +18,9 @@ from pathlib import Path
 import polars as pl
 
 from benchmarks.common import dataset, peak_rss_mib, timed, write_result
-from recsys_assets import datasets
+from recsys_assets import synthetic
 from recsys_assets import model as keras_model
 from recsys_assets.baselines import BiasBaseline
-from recsys_assets.transforms.cleaning import clean_movies
 from recsys_assets.transforms.features import YearScaler, build_examples, empty_movie_state, empty_user_state, movie_features
 
 BLOCK = 50_000
@@ -33,14 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     path = dataset(args.history + 2 * BLOCK)
     truth = json.loads((path / "truth.json").read_text())
-    movies = clean_movies(datasets.read_raw_movies(path)).clean
-    ratings = (
-        pl.read_csv(path / "ratings.csv", schema_overrides={"rating": pl.Float64})
-        .rename({"userId": "user_id", "movieId": "movie_id"})
-        .with_row_index("seq")
-        .with_columns(pl.col("seq").cast(pl.Int64), block=(pl.col("seq") // BLOCK).cast(pl.Int32))
-        .with_columns(batch=pl.col("block"))
-    )
+    ratings, movies = synthetic.read_blocks(path, BLOCK)
     history_blocks = args.history // BLOCK
     scaler = YearScaler.fit(ratings.filter(pl.col("block") < history_blocks), movies)
     started = time.perf_counter()

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from recsys_assets import datasets, synthetic
+from recsys_assets import synthetic
 from recsys_assets.genres import GENRE_SLUGS, GENRES
 from recsys_assets.transforms.features import (
     PRIOR_RATING,
@@ -19,7 +19,6 @@ from recsys_assets.transforms.features import (
     movie_features,
     subtract,
 )
-from recsys_assets.transforms.cleaning import clean_movies
 
 BLOCK = 1_500
 
@@ -28,14 +27,7 @@ BLOCK = 1_500
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("synthetic")
     synthetic.generate(path, 15_000, seed=11)
-    movies = clean_movies(datasets.read_raw_movies(path)).clean
-    ratings = (
-        pl.read_csv(path / "ratings.csv")
-        .rename({"userId": "user_id", "movieId": "movie_id"})
-        .with_row_index("seq")
-        .with_columns(pl.col("seq").cast(pl.Int64), block=(pl.col("seq") // BLOCK).cast(pl.Int32))
-        .with_columns(batch=pl.col("block"))
-    )
+    ratings, movies = synthetic.read_blocks(path, BLOCK)
     features = movie_features(movies, YearScaler.fit(ratings.filter(pl.col("block") == 0), movies))
     return ratings, movies, features
 

@@ -15,10 +15,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys_assets import datasets, model, synthetic
+from recsys_assets import model, synthetic
 from recsys_assets.baselines import BiasBaseline
 from recsys_assets.genres import GENRE_SLUGS
-from recsys_assets.transforms.cleaning import clean_movies
 from recsys_assets.transforms.features import (
     EXAMPLE_COLUMNS,
     YearScaler,
@@ -45,14 +44,7 @@ pytestmark = pytest.mark.filterwarnings(
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("synthetic")
     truth = synthetic.generate(path, N_RATINGS, seed=5)
-    movies = clean_movies(datasets.read_raw_movies(path)).clean
-    ratings = (
-        pl.read_csv(path / "ratings.csv")
-        .rename({"userId": "user_id", "movieId": "movie_id"})
-        .with_row_index("seq")
-        .with_columns(pl.col("seq").cast(pl.Int64), block=(pl.col("seq") // BLOCK).cast(pl.Int32))
-        .with_columns(batch=pl.col("block"))
-    )
+    ratings, movies = synthetic.read_blocks(path, BLOCK)
     features = movie_features(movies, YearScaler.fit(ratings.filter(pl.col("block") == 0), movies))
     examples = build_examples(ratings, features, empty_user_state(), empty_movie_state(), 0.0, 0).examples
     return truth, examples
