@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import polars as pl
 from dagster import (
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
     BackfillPolicy,

@@ -145,7 +145,7 @@ class DayReport:
     warm_seconds: float = 0.0
 
 
-def score_day(batch: int, lake: Store, features: Store) -> tuple[pl.DataFrame, dict, dict[str, registry.ModelVersion]]:
+def score_day(batch: int, lake: Store, features: Store) -> tuple[pl.DataFrame, dict[str, registry.ModelVersion]]:
     """Test before train: every model and baseline on day `batch`, which none has trained on."""
     examples = _examples(features, "batch = $batch", {"batch": batch})
     if examples.height == 0:
@@ -182,12 +182,12 @@ def score_day(batch: int, lake: Store, features: Store) -> tuple[pl.DataFrame, d
         rows,
         schema={"model": pl.String, "version": pl.String, "segment": pl.String, "rows": pl.Int64, "mse": pl.Float64, "rmse": pl.Float64, "mae": pl.Float64},
     )
-    return table, {name: np.asarray(p) for name, p in predictions.items()}, models
+    return table, models
 
 
 def run_day(batch: int, lake: Store, features: Store, modeling: ModelingResource) -> DayReport:
     """Score day `batch`, let the gate decide on candidates, then warm-start on the day."""
-    table, _, models = score_day(batch, lake, features)
+    table, models = score_day(batch, lake, features)
     partition_key = partition_of(batch)
     registry.record_metrics(
         features, batch, table.select(pl.lit(partition_key).alias("partition_key"), pl.lit(batch, dtype=pl.Int32).alias("batch"), pl.all())

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import polars as pl
 
-from recsys_assets.genres import GENRES
+from recsys_assets.genres import GENRE_SLUGS, GENRES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -327,9 +327,6 @@ def lake_movies_suites() -> list[SuiteSpec]:
 # and the suites check those per row alongside the key columns: every row is still checked, at
 # a fraction of the cost of ~100 single-column expectations per batch.
 
-_GENRE_SLUGS = [genre.lower().replace("-", "_") for genre in GENRES]
-
-
 def _non_finite(schema: pl.Schema, columns: list[str]) -> pl.Expr:
     """Per row: how many of `columns` are null, or NaN or infinite for float columns."""
     return pl.sum_horizontal(
@@ -341,9 +338,9 @@ def _non_finite(schema: pl.Schema, columns: list[str]) -> pl.Expr:
 def examples_view(examples: pl.DataFrame) -> pl.DataFrame:
     """Training examples plus the per-row summaries `training_examples_values` checks."""
     features = [c for c in examples.columns if c not in ("batch", "seq", "user_id", "movie_id", "timestamp")]
-    flags = [f"mg_{s}" for s in _GENRE_SLUGS]
-    means = [f"ug_mean_{s}" for s in _GENRE_SLUGS]
-    counts = ["u_count", "m_count", *[f"ug_count_{s}" for s in _GENRE_SLUGS]]
+    flags = [f"mg_{s}" for s in GENRE_SLUGS]
+    means = [f"ug_mean_{s}" for s in GENRE_SLUGS]
+    counts = ["u_count", "m_count", *[f"ug_count_{s}" for s in GENRE_SLUGS]]
     return examples.select(
         "seq",
         "rating",
@@ -365,7 +362,7 @@ def profiles_view(users: pl.DataFrame) -> pl.DataFrame:
     """User state rows as genre profiles (means), with the summaries `user_genre_profiles_values` checks."""
     means = [
         pl.when(pl.col(f"ug_count_{s}") > 0).then(pl.col(f"ug_sum_{s}") / pl.col(f"ug_count_{s}")).otherwise(0.0)
-        for s in _GENRE_SLUGS
+        for s in GENRE_SLUGS
     ]
     return users.select(
         "user_id",
@@ -373,12 +370,12 @@ def profiles_view(users: pl.DataFrame) -> pl.DataFrame:
         (pl.col("u_sum") / pl.col("u_count")).alias("u_mean"),
         pl.min_horizontal(means).alias("ug_mean_min"),
         pl.max_horizontal(means).alias("ug_mean_max"),
-        (pl.max_horizontal([f"ug_count_{s}" for s in _GENRE_SLUGS]) - pl.col("u_count")).alias("genre_count_excess"),
+        (pl.max_horizontal([f"ug_count_{s}" for s in GENRE_SLUGS]) - pl.col("u_count")).alias("genre_count_excess"),
     )
 
 
 def movie_features_view(features: pl.DataFrame) -> pl.DataFrame:
-    flags = [f"mg_{s}" for s in _GENRE_SLUGS]
+    flags = [f"mg_{s}" for s in GENRE_SLUGS]
     return features.select(
         "movie_id",
         "m_year_z",
