@@ -129,6 +129,29 @@ def _demo(args: argparse.Namespace) -> None:
     )
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from recsys_resources import store_urls
+
+    store_urls(args.store)  # a malformed --store fails here, before anything loads
+    os.environ["RECSYS_STORE"] = args.store
+    import uvicorn
+
+    from recsys_api.app import create_app
+    from recsys_api.snapshot import SnapshotSource
+    from recsys_resources import Settings
+
+    source = SnapshotSource(Settings.from_env(), refresh_seconds=args.refresh_seconds)
+    print(
+        f"Serving {source.current.version} as of {source.current.as_of} from {source.current.store} "
+        f"on http://{args.host}:{args.port} (OpenAPI schema at /docs and /openapi.json).",
+        flush=True,
+    )
+    try:
+        uvicorn.run(create_app(source), host=args.host, port=args.port, log_level=args.log_level)
+    except SystemExit:  # uvicorn exits 1 when it cannot bind; say why in one sentence
+        raise RecsysError(f"Cannot listen on {args.host}:{args.port}: the address is in use or not available.") from None
+
+
 def prepare_local_dagster_home(path: Path) -> None:
     """The embedded default's Dagster home: SQLite storage in the folder, no telemetry."""
     path.mkdir(parents=True, exist_ok=True)
@@ -176,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--report", required=True, help="where to write the JSON report")
     _replay_options(replay, batch_size=50_000, bootstrap_rows=None)
     replay.set_defaults(handler=_replay)
+
+    serve = commands.add_parser("serve", help="serve recommendations over HTTP from the newest serving set")
+    serve.add_argument(
+        "--store", default=os.environ.get("RECSYS_STORE") or ".recsys/replay/stores",
+        help="a directory of DuckDB files or a PostgreSQL server URL, as for replay (default: $RECSYS_STORE or replay's)",
+    )  # fmt: skip
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--refresh-seconds", type=float, default=60.0, help="how often to look for a newer serving set (0: never)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(handler=_serve)
 
     demo = commands.add_parser("demo", help="the main job on the embedded default (DuckDB, no server)")
     demo.add_argument("--home", default=".recsys/demo", help="where data, stores, models and the Dagster home go")

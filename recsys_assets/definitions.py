@@ -25,8 +25,8 @@ from dagster import (
 # instead of on every import.
 warnings.filterwarnings("ignore", category=BetaWarning)
 
-from recsys_assets import features, lake, models, raw  # noqa: E402
-from recsys_resources import ArchiveResource, ModelingResource, Settings, StoreResource  # noqa: E402
+from recsys_assets import features, lake, models, raw, serving  # noqa: E402
+from recsys_resources import ArchiveResource, ModelingResource, ServingResource, Settings, StoreResource  # noqa: E402
 
 
 def _url(env_name: str, derived: str) -> str | EnvVar:
@@ -48,6 +48,7 @@ def build_resources(settings: Settings | None = None) -> dict:
             url=_url("RECSYS_FEATURES_URL", settings.features_url), schema_name="features"
         ),
         "modeling": ModelingResource(artifact_dir=settings.model_dir, seed=settings.seed),
+        "serving": ServingResource(embedding_backend=settings.embedding_backend),
     }
 
 
@@ -65,6 +66,9 @@ ASSETS = [
     models.initial_model,
     models.daily_models,
     models.full_model,
+    serving.champion_embeddings,
+    serving.popular_movies,
+    serving.batch_recommendations,
 ]
 
 bootstrap_job = define_asset_job(
@@ -84,10 +88,18 @@ bootstrap_job = define_asset_job(
 
 daily_pipeline_job = define_asset_job(
     "daily_pipeline",
-    selection=AssetSelection.assets(lake.lake_ratings, features.daily_features, models.daily_models),
+    selection=AssetSelection.assets(
+        lake.lake_ratings,
+        features.daily_features,
+        models.daily_models,
+        serving.champion_embeddings,
+        serving.popular_movies,
+        serving.batch_recommendations,
+    ),
     description="Everything one day's batch feeds: clean and validate it into the lake, build its "
-    "point-in-time examples, score every model on it before training (test-then-train), decide "
-    "promotions, then warm-start on it.",
+    "point-in-time examples, score every model on it before training (test-then-train: MSE and "
+    "ranking), decide promotions, warm-start on it, then embed users and movies with the champion "
+    "and precompute recommendations for serving.",
 )
 
 weekly_retrain_job = define_asset_job(

@@ -145,7 +145,7 @@ def _keras() -> Any:
     return keras
 
 
-def _tf() -> Any:
+def tensorflow() -> Any:
     _keras()
     import tensorflow as tf
 
@@ -166,43 +166,57 @@ def _columns(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     return frame.select(pl.col(columns).cast(pl.Float32)).to_numpy().reshape(frame.height, len(columns))
 
 
-def model_inputs(examples: pl.DataFrame, config: ModelConfig) -> dict[str, np.ndarray]:
-    """The model's three float32 inputs for examples with the `EXAMPLE_FEATURES` columns.
+def user_inputs(frame: pl.DataFrame, config: ModelConfig) -> np.ndarray:
+    """The user tower's float32 input matrix from global_mean, u_count, u_mean, ug_count_*, ug_mean_*.
 
-    numpy writes straight into preallocated input matrices: Polars' log1p over 19 integer
-    columns was ~10x slower, and the temporaries of a naive version doubled the time at 5M rows
-    (now ~2 s per 5M examples).
+    numpy writes straight into a preallocated matrix: Polars' log1p over 19 integer columns was
+    ~10x slower, and the temporaries of a naive version doubled the time at 5M rows.
     """
-    missing = [c for c in EXAMPLE_FEATURES if c not in examples.columns]
-    if missing:
-        raise RecsysError(f"The examples lack the feature column(s) {', '.join(missing)} the model reads.")
-    n, genres = examples.height, len(GENRE_SLUGS)
+    n, genres = frame.height, len(GENRE_SLUGS)
     k, scale = np.float32(config.shrinkage), np.float32(LOG_COUNT_SCALE)
-    global_mean = _columns(examples, ["global_mean"])  # (n, 1): broadcasts against (n, 19)
-    user_count = _columns(examples, ["u_count"])
-    user_mean = _shrunk(user_count, _columns(examples, ["u_mean"]), global_mean, k)
-
+    global_mean = _columns(frame, ["global_mean"])  # (n, 1): broadcasts against (n, 19)
+    user_count = _columns(frame, ["u_count"])
+    user_mean = _shrunk(user_count, _columns(frame, ["u_mean"]), global_mean, k)
     user = np.empty((n, len(USER_INPUT_COLUMNS)), dtype=np.float32)
     np.subtract(user_mean, global_mean, out=user[:, 0:1])
     np.multiply(np.log1p(user_count), scale, out=user[:, 1:2])
-    genre_count = _columns(examples, [f"ug_count_{s}" for s in GENRE_SLUGS])
+    genre_count = _columns(frame, [f"ug_count_{s}" for s in GENRE_SLUGS])
     genre_mean = user[:, 2 : 2 + genres]  # the shrunk genre means, computed in place
-    np.multiply(genre_count, _columns(examples, [f"ug_mean_{s}" for s in GENRE_SLUGS]), out=genre_mean)
+    np.multiply(genre_count, _columns(frame, [f"ug_mean_{s}" for s in GENRE_SLUGS]), out=genre_mean)
     genre_mean += k * user_mean
     genre_mean /= genre_count + k
     genre_mean -= global_mean
     genre_log_count = user[:, 2 + genres :]
     np.log1p(genre_count, out=genre_log_count)
     genre_log_count *= scale
+    return user
 
+
+def movie_inputs(frame: pl.DataFrame, config: ModelConfig) -> np.ndarray:
+    """The movie tower's float32 input matrix from global_mean, m_count, m_mean and the static
+    movie features (genre flags, m_no_genre, m_year_z, m_year_known)."""
+    k, scale = np.float32(config.shrinkage), np.float32(LOG_COUNT_SCALE)
     static = [*GENRE_FLAGS, "m_no_genre", "m_year_z", "m_year_known"]
-    movie_count = _columns(examples, ["m_count"])
-    movie_mean = _shrunk(movie_count, _columns(examples, ["m_mean"]), global_mean, k)
-    movie = np.empty((n, len(MOVIE_INPUT_COLUMNS)), dtype=np.float32)
-    movie[:, : len(static)] = _columns(examples, static)
+    global_mean = _columns(frame, ["global_mean"])
+    movie_count = _columns(frame, ["m_count"])
+    movie_mean = _shrunk(movie_count, _columns(frame, ["m_mean"]), global_mean, k)
+    movie = np.empty((frame.height, len(MOVIE_INPUT_COLUMNS)), dtype=np.float32)
+    movie[:, : len(static)] = _columns(frame, static)
     np.subtract(movie_mean, global_mean, out=movie[:, len(static) : len(static) + 1])
     np.multiply(np.log1p(movie_count), scale, out=movie[:, len(static) + 1 :])
-    return {USER_INPUT: user, MOVIE_INPUT: movie, GLOBAL_MEAN_INPUT: np.ascontiguousarray(global_mean)}
+    return movie
+
+
+def model_inputs(examples: pl.DataFrame, config: ModelConfig) -> dict[str, np.ndarray]:
+    """The model's three float32 inputs for examples with the `EXAMPLE_FEATURES` columns (~2 s per 5M)."""
+    missing = [c for c in EXAMPLE_FEATURES if c not in examples.columns]
+    if missing:
+        raise RecsysError(f"The examples lack the feature column(s) {', '.join(missing)} the model reads.")
+    return {
+        USER_INPUT: user_inputs(examples, config),
+        MOVIE_INPUT: movie_inputs(examples, config),
+        GLOBAL_MEAN_INPUT: np.ascontiguousarray(_columns(examples, ["global_mean"])),
+    }
 
 
 def _targets(examples: pl.DataFrame) -> np.ndarray:
@@ -259,12 +273,38 @@ def fresh_model(config: ModelConfig) -> keras.Model:
     return model
 
 
+_TOWERS: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
 def towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """(user_model, movie_model): each tower alone, from its input matrix to its embedding."""
-    keras = _keras()
-    user = keras.Model(model.get_layer(USER_INPUT).output, model.get_layer(USER_TOWER).output, name=USER_TOWER)
-    movie = keras.Model(model.get_layer(MOVIE_INPUT).output, model.get_layer(MOVIE_TOWER).output, name=MOVIE_TOWER)
-    return user, movie
+    """(user_model, movie_model): each tower alone, from its input matrix to its embedding.
+
+    They share the model's layers (and so its weights); built once per model object.
+    """
+    if model not in _TOWERS:
+        keras = _keras()
+        user = keras.Model(model.get_layer(USER_INPUT).output, model.get_layer(USER_TOWER).output, name=USER_TOWER)
+        movie = keras.Model(model.get_layer(MOVIE_INPUT).output, model.get_layer(MOVIE_TOWER).output, name=MOVIE_TOWER)
+        _TOWERS[model] = (user, movie)
+    return _TOWERS[model]
+
+
+def _embed(tower: keras.Model, inputs: np.ndarray) -> np.ndarray:
+    parts = [np.asarray(tower(inputs[s : s + _PREDICT_BATCH], training=False)) for s in range(0, len(inputs), _PREDICT_BATCH)]
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, tower.output.shape[-1]), np.float32)
+
+
+def embed_users(model: keras.Model, users: pl.DataFrame, config: ModelConfig) -> np.ndarray:
+    """The user tower's vectors (n, embedding_dim) for rows with the user features (see `user_inputs`)."""
+    return _embed(towers(model)[0], user_inputs(users, config))
+
+
+def embed_movies(model: keras.Model, movies: pl.DataFrame, config: ModelConfig) -> np.ndarray:
+    """The movie tower's vectors (n, embedding_dim) for rows with the movie features (see `movie_inputs`).
+
+    A predicted rating is global_mean + the dot product of a user's and a movie's vectors.
+    """
+    return _embed(towers(model)[1], movie_inputs(movies, config))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +318,7 @@ _STEPS: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDict
 
 def _train_step(model: keras.Model) -> Callable[..., Any]:
     if model not in _STEPS:
-        tf = _tf()
+        tf = tensorflow()
         optimizer = model.optimizer
         variables = model.trainable_variables
 
@@ -314,7 +354,7 @@ def train(
         raise RecsysError("The training examples are empty, so there is nothing to train on.")
     if epochs < 1:
         raise RecsysError(f"Training needs at least 1 epoch, got {epochs}.")
-    tf = _tf()
+    tf = tensorflow()
     started = time.perf_counter()  # the figures include preparing the inputs
     n, batch = examples.height, config.batch_size
     arrays = model_inputs(examples, config)

@@ -37,8 +37,10 @@ from recsys_assets.checks import user_errors
 from recsys_assets.features import bootstrap_features
 from recsys_assets.partitions import START_DATE, batch_of, daily_partitions, partition_of
 from recsys_assets.reporting import markdown_table
+from recsys_assets.transforms import ranking
 from recsys_assets.transforms.archive import BOOTSTRAP_BATCH
-from recsys_resources import ModelingResource, RecsysError, Store, StoreResource
+from recsys_assets.transforms.features import catalog_features, subtract
+from recsys_resources import ModelingResource, RecsysError, ServingResource, Store, StoreResource
 
 OWNERS = ["team:ml-platform"]
 # Weeks start on the replay's start weekday, so week w holds batches 7w..7w+6 (dagster: 0 = Sunday).
@@ -138,6 +140,7 @@ class DayReport:
     partition_key: str
     mse: dict[str, float | None]  # model -> MSE on the day (None where there is no such model)
     segments: pl.DataFrame  # model, version, segment, rows, mse, rmse, mae
+    ranking: pl.DataFrame  # model, version, protocol, segment, users, ndcg_at_10, recall_at_10
     champion_before: str
     champion_after: str
     decisions: list[registry.Decision] = field(default_factory=list)
@@ -145,7 +148,19 @@ class DayReport:
     warm_seconds: float = 0.0
 
 
-def score_day(batch: int, lake: Store, features: Store) -> tuple[pl.DataFrame, dict[str, registry.ModelVersion]]:
+@dataclass
+class DayScores:
+    """What scoring a day before training on it gives: the MSE table and what it was computed from."""
+
+    table: pl.DataFrame  # model, version, segment, rows, mse, rmse, mae
+    models: dict[str, registry.ModelVersion]
+    examples: pl.DataFrame
+    past: pl.DataFrame  # the lake's ratings before the day: batch, user_id, movie_id, rating
+    champion_model: object
+    champion_predictions: np.ndarray
+
+
+def score_day(batch: int, lake: Store, features: Store) -> DayScores:
     """Test before train: every model and baseline on day `batch`, which none has trained on."""
     examples = _examples(features, "batch = $batch", {"batch": batch})
     if examples.height == 0:
@@ -160,13 +175,14 @@ def score_day(batch: int, lake: Store, features: Store) -> tuple[pl.DataFrame, d
         candidate = registry.latest(features, kind, batch)
         if candidate is not None:
             models[kind] = candidate
-    past = lake.query("SELECT user_id, movie_id, rating FROM lake_ratings WHERE batch < $batch", {"batch": batch})
+    past = lake.query("SELECT batch, user_id, movie_id, rating FROM lake_ratings WHERE batch < $batch", {"batch": batch})
     predictions = {
         "global_mean": examples["global_mean"].to_numpy(),
         "bias": BiasBaseline().fit(past).predict(examples),
     }
+    loaded = {name: _load(version) for name, version in models.items()}
     for name, version in models.items():
-        predictions[name] = keras_model.predict(_load(version), examples, _config_of(version))
+        predictions[name] = keras_model.predict(loaded[name], examples, _config_of(version))
     truth = examples["rating"].to_numpy()
     rows = []
     history = examples["u_count"].to_numpy()
@@ -182,16 +198,82 @@ def score_day(batch: int, lake: Store, features: Store) -> tuple[pl.DataFrame, d
         rows,
         schema={"model": pl.String, "version": pl.String, "segment": pl.String, "rows": pl.Int64, "mse": pl.Float64, "rmse": pl.Float64, "mae": pl.Float64},
     )
-    return table, models
+    return DayScores(table, models, examples, past, loaded["champion"], predictions["champion"])
 
 
-def run_day(batch: int, lake: Store, features: Store, modeling: ModelingResource) -> DayReport:
-    """Score day `batch`, let the gate decide on candidates, then warm-start on the day."""
-    table, models = score_day(batch, lake, features)
-    partition_key = partition_of(batch)
-    registry.record_metrics(
-        features, batch, table.select(pl.lit(partition_key).alias("partition_key"), pl.lit(batch, dtype=pl.Int32).alias("batch"), pl.all())
+def movie_state_before(features: Store, batch: int) -> pl.DataFrame:
+    """Every movie's rating sums and counts before day `batch` (the stored state, rewound by the
+    deltas of `batch` and later days: in a backfill the state may already include them)."""
+    state = features.query("SELECT movie_id, m_sum, m_count FROM movie_state")
+    later = features.query("SELECT movie_id, m_sum, m_count FROM movie_deltas WHERE batch >= $batch", {"batch": batch})
+    return subtract(state, later, "movie_id")
+
+
+def rank_day(scores: DayScores, batch: int, features: Store, serving: ServingResource) -> pl.DataFrame:
+    """Test-then-train ranking quality of the champion and of the popularity ranking on day `batch`.
+
+    Two protocols, both with relevant = rated at least 4 on the day:
+    - catalog: each user's top 10 of every movie they had not rated before the day (what the
+      service recommends, from the state before the day) against what they then rated highly;
+    - rated: the movies the user rated on the day, reordered by each ranking (does it put the
+      ones they liked first?). This one does not depend on which movies a user happens to find.
+    Popularity is the fallback's ranking: recent mean rating with a count threshold, computed
+    from the days before, minus each user's rated movies.
+    """
+    examples, past, champion = scores.examples, scores.past, scores.models["champion"]
+    config = _config_of(champion)
+    global_mean = float(examples["global_mean"][0])
+    day_users = examples.group_by("user_id").first().sort("user_id")
+    user_ids = day_users["user_id"].to_numpy()
+    catalog = catalog_features(features.query("SELECT * FROM movie_features"), movie_state_before(features, batch), global_mean)
+    movie_ids = catalog["movie_id"].to_numpy()
+    user_vectors = keras_model.embed_users(scores.champion_model, day_users, config)
+    movie_vectors = keras_model.embed_movies(scores.champion_model, catalog, config)
+    seen = past.select("user_id", "movie_id")
+    indptr, indices = ranking.rated_positions(seen, user_ids, movie_ids)
+    columns, top = ranking.top_n_unrated(user_vectors, movie_vectors, indptr, indices, ranking.K)
+    window = past.filter(pl.col("batch") >= batch - serving.popularity_days)
+    popular = ranking.popularity(window, serving.popularity_min_ratings)
+    by_day = examples.select(
+        "user_id", "movie_id", "rating", pl.Series("champion", scores.champion_predictions, dtype=pl.Float64)
+    ).join(popular.select("movie_id", pl.col("mean_rating").alias("popularity")), on="movie_id", how="left")
+    lists = {
+        ("champion", "catalog"): ranking.as_list(user_ids, movie_ids, columns, top),
+        ("popularity", "catalog"): ranking.unrated_from_ranking(popular, day_users["user_id"], seen, ranking.K),
+        ("champion", "rated"): ranking.rank_by_score(by_day, "champion"),
+        ("popularity", "rated"): ranking.rank_by_score(by_day, "popularity"),
+    }
+    relevant = examples.filter(pl.col("rating") >= ranking.RELEVANT_RATING).select("user_id", "movie_id")
+    history = day_users.select("user_id", (pl.col("u_count") > 0).alias("has_history"))
+    segments = {
+        "all": relevant,
+        "with_history": relevant.join(history.filter("has_history"), on="user_id", how="semi"),
+        "no_history": relevant.join(history.filter(~pl.col("has_history")), on="user_id", how="semi"),
+    }
+    rows = []
+    for (model, protocol), recommended in lists.items():
+        for segment, wanted in segments.items():
+            figures = ranking.ranking_metrics(recommended, wanted)
+            if figures["users"]:
+                rows.append({
+                    "model": model, "version": champion.version if model == "champion" else None, "protocol": protocol,
+                    "segment": segment, "users": figures["users"], "ndcg_at_10": figures["ndcg"], "recall_at_10": figures["recall"],
+                })  # fmt: skip
+    return pl.DataFrame(
+        rows,
+        schema={"model": pl.String, "version": pl.String, "protocol": pl.String, "segment": pl.String, "users": pl.Int64, "ndcg_at_10": pl.Float64, "recall_at_10": pl.Float64},
     )
+
+
+def run_day(batch: int, lake: Store, features: Store, modeling: ModelingResource, serving: ServingResource) -> DayReport:
+    """Score day `batch` (MSE and ranking), let the gate decide on candidates, then warm-start on the day."""
+    scores = score_day(batch, lake, features)
+    table, models = scores.table, scores.models
+    ranks = rank_day(scores, batch, features, serving)
+    partition_key = partition_of(batch)
+    day_columns = [pl.lit(partition_key).alias("partition_key"), pl.lit(batch, dtype=pl.Int32).alias("batch")]
+    registry.record_metrics(features, batch, table.select(*day_columns, pl.all()))
+    registry.record_ranking(features, batch, ranks.select(*day_columns, pl.all()))
     day_mse = {row["model"]: row["mse"] for row in table.filter(pl.col("segment") == "all").iter_rows(named=True)}
     champion = models["champion"]
     # Candidates not yet judged (trained before this day, never champion): only the best of them
@@ -222,6 +304,7 @@ def run_day(batch: int, lake: Store, features: Store, modeling: ModelingResource
         partition_key=partition_key,
         mse={name: day_mse.get(name) for name in ("global_mean", "bias", "champion", "warm", "full")},
         segments=table,
+        ranking=ranks,
         champion_before=champion.version,
         champion_after=champion_after.version,
         decisions=list(decisions.values()),
@@ -339,12 +422,16 @@ def _version_metadata(version: registry.ModelVersion) -> dict:
     backfill_policy=BackfillPolicy.single_run(),
 )
 def daily_models(
-    context: AssetExecutionContext, lake_store: StoreResource, features_store: StoreResource, modeling: ModelingResource
+    context: AssetExecutionContext,
+    lake_store: StoreResource,
+    features_store: StoreResource,
+    modeling: ModelingResource,
+    serving: ServingResource,
 ):
     reports = []
     with user_errors(), lake_store.open() as lake, features_store.open() as features:
         for key in context.partition_keys:
-            report = run_day(batch_of(key), lake, features, modeling)
+            report = run_day(batch_of(key), lake, features, modeling, serving)
             context.log.info(
                 f"{key}: MSE champion {report.mse['champion']:.4f}, bias {report.mse['bias']:.4f}, "
                 f"global mean {report.mse['global_mean']:.4f}; champion {report.champion_after}; warm {report.warm_version}"
@@ -356,6 +443,11 @@ def daily_models(
     for segment in ("with_history", "no_history"):
         for row in last.segments.filter(pl.col("segment") == segment).iter_rows(named=True):
             floats[f"mse_{row['model']}_{segment}"] = float(row["mse"])
+    # Plotted per partition in the UI like MSE: ndcg_at_10_champion is the catalog protocol.
+    for row in last.ranking.filter(pl.col("segment") == "all").iter_rows(named=True):
+        prefix = "" if row["protocol"] == "catalog" else f"{row['protocol']}_"
+        floats[f"{prefix}ndcg_at_10_{row['model']}"] = float(row["ndcg_at_10"])
+        floats[f"{prefix}recall_at_10_{row['model']}"] = float(row["recall_at_10"])
     yield MaterializeResult(
         asset_key="model_metrics",
         metadata={

@@ -131,6 +131,11 @@ def record_metrics(store: Store, batch: int, metrics: pl.DataFrame) -> None:
     store.replace("model_metrics", "batch = $batch", {"batch": batch}, metrics)
 
 
+def record_ranking(store: Store, batch: int, metrics: pl.DataFrame) -> None:
+    """Replace one day's ranking rows (model, version, protocol, segment, users, ndcg_at_10, recall_at_10)."""
+    store.replace("ranking_metrics", "batch = $batch", {"batch": batch}, metrics)
+
+
 def trailing_mse(store: Store, model: str, before_batch: int, days: int) -> list[float]:
     """The model's whole-day MSE on the `days` days before `before_batch`, oldest first."""
     rows = store.query(

@@ -5,7 +5,7 @@ from the environment (see `settings.py`), never in asset code.
 """
 
 from recsys_resources.errors import RecsysError
-from recsys_resources.resources import ArchiveResource, ModelingResource, StoreResource
+from recsys_resources.resources import ArchiveResource, ModelingResource, ServingResource, StoreResource
 from recsys_resources.settings import Settings, store_urls
 from recsys_resources.stores import Store, open_store
 
@@ -13,6 +13,7 @@ __all__ = [
     "ArchiveResource",
     "ModelingResource",
     "RecsysError",
+    "ServingResource",
     "Settings",
     "Store",
     "StoreResource",

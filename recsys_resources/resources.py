@@ -70,3 +70,19 @@ class ModelingResource(ConfigurableResource):
         path = Path(self.artifact_dir).expanduser()
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class ServingResource(ConfigurableResource):
+    """How recommendations are precomputed and what the cold-start fallback ranks."""
+
+    recommendations_per_user: int = Field(default=20, description="Movies precomputed per user (the API's largest n).")
+    popularity_days: int = Field(
+        default=14, description="Daily batches of ratings (the bootstrap counts as one) behind the popularity ranking."
+    )
+    popularity_min_ratings: int = Field(
+        default=20, description="Ratings a movie needs in that window to be ranked by its mean rating."
+    )
+    embedding_backend: str = Field(
+        default="auto",
+        description="auto: pgvector on a PostgreSQL server that offers it, otherwise float arrays; array: always arrays.",
+    )

@@ -58,6 +58,7 @@ class Settings:
     bootstrap_rows: int | None
     model_dir: str = ".recsys/models"
     seed: int = 0
+    embedding_backend: str = "auto"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -78,4 +79,5 @@ class Settings:
             bootstrap_rows=int(bootstrap) if bootstrap else None,
             model_dir=env.get("RECSYS_MODEL_DIR") or default_models,
             seed=int(env.get("RECSYS_SEED") or 0),
+            embedding_backend=env.get("RECSYS_EMBEDDING_BACKEND") or "auto",
         )

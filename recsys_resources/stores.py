@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ Dialect = Literal["duckdb", "postgres"]
 Params = dict[str, Any] | None
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+LOCK_WAIT_SECONDS = 15.0
 
 
 def is_postgres_url(url: str) -> bool:
@@ -138,18 +140,27 @@ def split_statements(script: str) -> list[str]:
 class DuckDBStore(Store):
     dialect: Dialect = "duckdb"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         import duckdb
 
         super().__init__(url)
         path = duckdb_path(url)
-        if path != ":memory:":
+        if read_only and not Path(path).expanduser().is_file():
+            raise RecsysError(f"There is no DuckDB store at {path}: run the pipeline on this store first.")
+        if path != ":memory:" and not read_only:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.connection = duckdb.connect(path)
-        except duckdb.IOException as error:
-            # DuckDB allows one writing process per file; say so rather than dump the lock error.
-            raise RecsysError(f"Cannot open DuckDB store {path}: {str(error).splitlines()[0]}") from None
+        # DuckDB lets one process at a time hold a file for writing (readers too take a lock), so
+        # a second process (the API refreshing, a run starting) waits a little for the other one.
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                self.connection = duckdb.connect(path, read_only=read_only)
+                break
+            except duckdb.IOException as error:
+                if "lock" in str(error).lower() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                raise RecsysError(f"Cannot open DuckDB store {path}: {str(error).splitlines()[0]}") from None
         self._depth = 0
 
     def execute(self, sql: str, params: Params = None) -> None:
@@ -350,10 +361,14 @@ def ensure_postgres_database(url: str) -> None:
         raise RecsysError(f"Cannot create PostgreSQL database {name!r} at {redact(url)}: {first_line(error)}") from None
 
 
-def open_store(url: str) -> Store:
-    """Open the store a URL names: PostgreSQL for postgresql:// URLs, otherwise a DuckDB file."""
+def open_store(url: str, *, read_only: bool = False) -> Store:
+    """Open the store a URL names: PostgreSQL for postgresql:// URLs, otherwise a DuckDB file.
+
+    read_only: for readers (the API) that must neither create the store nor block writers longer
+    than they read (DuckDB); a PostgreSQL database is then not created either.
+    """
     if not url:
         raise RecsysError("No store URL is configured: set RECSYS_STORE to a directory or a PostgreSQL URL.")
     if is_postgres_url(url):
-        return PostgresStore(url)
-    return DuckDBStore(url)
+        return PostgresStore(url, create_database=not read_only)
+    return DuckDBStore(url, read_only=read_only)

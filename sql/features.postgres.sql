@@ -4,3 +4,4 @@ CREATE UNIQUE INDEX IF NOT EXISTS movie_state_movie ON movie_state (movie_id);
 CREATE INDEX IF NOT EXISTS user_deltas_batch ON user_deltas (batch);
 CREATE INDEX IF NOT EXISTS movie_deltas_batch ON movie_deltas (batch);
 CREATE INDEX IF NOT EXISTS training_examples_batch ON training_examples (batch);
+CREATE INDEX IF NOT EXISTS batch_recommendations_user ON batch_recommendations (model_version, user_id);

@@ -266,3 +266,52 @@ CREATE TABLE IF NOT EXISTS promotions (
     promoted      BOOLEAN          NOT NULL,
     decided_at    TIMESTAMP        NOT NULL
 );
+
+-- SERVING: what the API answers from, rebuilt after each day's promotion decision.
+-- A serving set is one champion version's embeddings and recommendations as of a batch; the API
+-- answers from the newest complete set (it is written last, after its rows).
+CREATE TABLE IF NOT EXISTS serving_sets (
+    model_version            TEXT             NOT NULL,
+    as_of_batch              INTEGER          NOT NULL,  -- the user and movie state the set was computed on
+    partition_key            TEXT             NOT NULL,
+    embedding_backend        TEXT             NOT NULL,  -- pgvector | array
+    embedding_dim            INTEGER          NOT NULL,
+    global_mean              DOUBLE PRECISION NOT NULL,  -- prediction = global_mean + user . movie
+    users                    BIGINT           NOT NULL,
+    movies                   BIGINT           NOT NULL,
+    recommendations_per_user INTEGER          NOT NULL,
+    created_at               TIMESTAMP        NOT NULL
+);
+
+-- Each known user's top-N movies not yet rated, by the champion's predicted rating.
+CREATE TABLE IF NOT EXISTS batch_recommendations (
+    model_version TEXT     NOT NULL,
+    as_of_batch   INTEGER  NOT NULL,
+    user_id       BIGINT   NOT NULL,
+    rank          SMALLINT NOT NULL,  -- 1 = best
+    movie_id      BIGINT   NOT NULL,
+    score         REAL     NOT NULL   -- the predicted rating, clipped to 0.5..5
+);
+
+-- The cold-start fallback: movies with enough recent ratings, best mean rating first.
+CREATE TABLE IF NOT EXISTS popular_movies (
+    as_of_batch INTEGER          NOT NULL,
+    rank        INTEGER          NOT NULL,
+    movie_id    BIGINT           NOT NULL,
+    mean_rating DOUBLE PRECISION NOT NULL,
+    ratings     BIGINT           NOT NULL  -- ratings in the recency window
+);
+
+-- Test-then-train ranking quality: the champion in service and the popularity ranking, each
+-- ranking for the users of a day before anything trains on that day (relevant = rating >= 4).
+CREATE TABLE IF NOT EXISTS ranking_metrics (
+    partition_key TEXT             NOT NULL,
+    batch         INTEGER          NOT NULL,
+    model         TEXT             NOT NULL,  -- champion | popularity
+    version       TEXT,                       -- the champion's registry version (NULL for popularity)
+    protocol      TEXT             NOT NULL,  -- catalog: top-k of every unrated movie | rated: the day's rated movies reordered
+    segment       TEXT             NOT NULL,  -- all | with_history | no_history
+    users         BIGINT           NOT NULL,
+    ndcg_at_10    DOUBLE PRECISION NOT NULL,
+    recall_at_10  DOUBLE PRECISION NOT NULL
+);

@@ -242,3 +242,30 @@ def subtract(state: pl.DataFrame, deltas: pl.DataFrame, key: str) -> pl.DataFram
         .select(key, *columns)
         .filter(pl.col(count) > 0)
     )
+
+
+def user_features(users: pl.DataFrame, global_mean: float) -> pl.DataFrame:
+    """Users' features from their state rows, defined exactly as in training examples.
+
+    What the model sees of a user as of the state: used to embed every user for serving.
+    """
+    return users.select(
+        "user_id",
+        pl.lit(global_mean, dtype=pl.Float64).alias("global_mean"),
+        "u_count",
+        _mean("u_sum", "u_count", pl.lit(0.0)).alias("u_mean"),
+        *[f"ug_count_{s}" for s in GENRE_SLUGS],
+        *[_mean(f"ug_sum_{s}", f"ug_count_{s}", pl.lit(0.0)).alias(f"ug_mean_{s}") for s in GENRE_SLUGS],
+    )
+
+
+def catalog_features(features: pl.DataFrame, movies: pl.DataFrame, global_mean: float) -> pl.DataFrame:
+    """Every movie of the catalog (`movie_features` rows) with its rating state (`movies`, which
+    may lack unrated movies) as the model sees it; an unrated movie's mean is the global mean."""
+    return (
+        features.join(movies.select("movie_id", "m_sum", "m_count"), on="movie_id", how="left")
+        .with_columns(pl.col("m_count").fill_null(0), pl.col("m_sum").fill_null(0.0), global_mean=pl.lit(global_mean, dtype=pl.Float64))
+        .with_columns(m_mean=_mean("m_sum", "m_count", pl.col("global_mean")))
+        .select("movie_id", "global_mean", "m_count", "m_mean", *GENRE_FLAGS, "m_no_genre", "m_year_z", "m_year_known")
+        .sort("movie_id")
+    )

@@ -1,0 +1,1 @@
+"""The recsys HTTP API (FastAPI): serves the champion's precomputed recommendations and predictions."""

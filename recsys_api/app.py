@@ -1,0 +1,234 @@
+"""The HTTP API: recommendations, predictions and lookups from the champion's serving set.
+
+Every answer comes from the in-memory snapshot of the newest serving set (see snapshot.py).
+Errors are JSON objects {"error": "<one sentence>"}: 404 for unknown ids, 422 for input that
+does not validate (with the parameter named), never a 500 for anything a client sends.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, field_validator, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recsys_api.snapshot import Snapshot, SnapshotSource, user_profile
+from recsys_assets.genres import GENRES
+
+MAX_N = 100  # the schema's bound on n; the served set's recommendations_per_user is the real one
+_GENRE_NAMES = {name.lower(): name for name in GENRES}
+
+
+class Movie(BaseModel):
+    movie_id: int
+    title: str | None
+    genres: list[str]
+    year: int | None
+    ratings: int = Field(description="Ratings in the feature store as of the serving set.")
+    mean_rating: float | None
+    popularity_rank: int | None = Field(description="Rank in the cold-start popularity list, if listed.")
+
+
+class RecommendedMovie(BaseModel):
+    rank: int
+    movie_id: int
+    title: str | None
+    genres: list[str]
+    year: int | None
+    score: float = Field(description="The predicted rating (source model) or the recent mean rating (source popularity).")
+
+
+class Recommendations(BaseModel):
+    user_id: int
+    source: Literal["model", "popularity"] = Field(description="model: the champion's precomputed top-N; popularity: the cold-start fallback.")
+    reason: str
+    score_kind: Literal["predicted_rating", "mean_rating"]
+    model_version: str
+    as_of: str = Field(description="The partition whose end state the recommendations were computed on.")
+    items: list[RecommendedMovie]
+
+
+class GenrePreference(BaseModel):
+    genre: str
+    ratings: int
+    mean_rating: float
+
+
+class User(BaseModel):
+    user_id: int
+    ratings: int
+    mean_rating: float
+    genres: list[GenrePreference]
+    has_recommendations: bool
+    as_of: str
+
+
+class NewMovie(BaseModel):
+    """A movie with no ratings yet, described by its features."""
+
+    genres: list[str] = Field(description=f"MovieLens genre names: {', '.join(GENRES)}. Empty: no genres listed.")
+    year: int | None = Field(default=None, ge=1870, le=2100, description="Release year, if known.")
+
+    @field_validator("genres")
+    @classmethod
+    def known_genres(cls, genres: list[str]) -> list[str]:
+        unknown = [g for g in genres if g.lower() not in _GENRE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown genre {unknown[0]!r}; use MovieLens genres: {', '.join(GENRES)}")
+        return list(dict.fromkeys(_GENRE_NAMES[g.lower()] for g in genres))
+
+
+class PredictRequest(BaseModel):
+    user_id: int
+    movie_id: int | None = Field(default=None, description="A movie of the catalog; or give `movie` instead.")
+    movie: NewMovie | None = None
+
+    @model_validator(mode="after")
+    def one_movie(self) -> PredictRequest:
+        if (self.movie_id is None) == (self.movie is None):
+            raise ValueError("give exactly one of movie_id or movie")
+        return self
+
+
+class Prediction(BaseModel):
+    user_id: int
+    movie_id: int | None
+    predicted_rating: float
+    user_known: bool = Field(description="False: a user without ratings, predicted from the cold-start user features.")
+    model_version: str
+    as_of: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_version: str
+    as_of: str
+    embedding_backend: str
+    store: str
+    loaded_at: str
+
+
+def _location(loc: tuple) -> str:
+    where, *rest = loc
+    name = ".".join(str(part) for part in rest)
+    if where in ("query", "path"):
+        return f"{where} parameter {name}"
+    return f"body field {name}" if name else "request body"
+
+
+def create_app(source: SnapshotSource) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        source.start()
+        yield
+        source.stop()
+
+    app = FastAPI(
+        title="recsys",
+        summary="Movie recommendations from the champion two-tower model, with a popularity fallback.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(_: Request, error: RequestValidationError) -> JSONResponse:
+        messages = [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in error.errors()]
+        return JSONResponse({"error": "; ".join(messages) + "."}, status_code=422)
+
+    def snapshot() -> Snapshot:
+        return source.current
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        s = snapshot()
+        return Health(
+            status="ok", model_version=s.version, as_of=s.as_of, embedding_backend=s.serving.embedding_backend,
+            store=s.store, loaded_at=s.loaded_at.isoformat(),
+        )  # fmt: skip
+
+    @app.get("/stats")
+    async def stats() -> dict:
+        s = snapshot()
+        return {
+            "model_version": s.version,
+            "as_of": s.as_of,
+            "users": len(s.user_ids),
+            "movies": len(s.movies),
+            "ratings": s.rating_count,
+            "global_mean_rating": s.serving.global_mean,
+            "users_with_recommendations": len(s.rec_users),
+            "recommendations_per_user": s.serving.recommendations_per_user,
+            "popular_movies": s.popular.height,
+            "embedding_backend": s.serving.embedding_backend,
+            "embedding_dim": s.serving.embedding_dim,
+            "latest_day": s.monitoring,
+        }
+
+    @app.get("/users/{user_id}", response_model=User)
+    async def user(user_id: int = Path(description="A MovieLens user id.")) -> User:
+        s = snapshot()
+        row = s.user_row(user_id)
+        if row is None:
+            raise HTTPException(404, f"User {user_id} has no ratings as of {s.as_of}; /recommendations answers them from the popularity list.")
+        return User(user_id=user_id, **user_profile(s, row), has_recommendations=s.recommendations(user_id) is not None, as_of=s.as_of)
+
+    @app.get("/movies/{movie_id}", response_model=Movie)
+    async def movie(movie_id: int = Path(description="A MovieLens movie id.")) -> Movie:
+        s = snapshot()
+        if movie_id not in s.movies:
+            raise HTTPException(404, f"Movie {movie_id} is not in the catalog.")
+        return Movie(movie_id=movie_id, **s.movies[movie_id])
+
+    @app.get("/recommendations/{user_id}", response_model=Recommendations)
+    async def recommendations(
+        user_id: int = Path(description="A MovieLens user id; unknown users get the popularity list."),
+        n: int = Query(10, ge=1, le=MAX_N, description="How many movies (at most the recommendations precomputed per user)."),
+    ) -> Recommendations:
+        s = snapshot()
+        per_user = s.serving.recommendations_per_user
+        if n > per_user:
+            raise HTTPException(422, f"query parameter n: must be at most {per_user}, the recommendations precomputed per user.")
+        found = s.recommendations(user_id)
+        if found is not None:
+            movies, scores = found[0][:n], found[1][:n]
+            source, kind, reason = "model", "predicted_rating", f"the champion's top {per_user} movies this user has not rated"
+        else:
+            movies, scores = s.popular["movie_id"].to_numpy()[:n], s.popular["mean_rating"].to_numpy()[:n]
+            source, kind = "popularity", "mean_rating"
+            reason = "the model has no ratings of this user, so the most popular movies (recent mean rating, enough ratings) answer"
+        items = [
+            RecommendedMovie(
+                rank=rank, movie_id=int(m), score=round(float(score), 4),
+                **{k: s.movies.get(int(m), {}).get(k) for k in ("title", "year")}, genres=s.movies.get(int(m), {}).get("genres", []),
+            )  # fmt: skip
+            for rank, (m, score) in enumerate(zip(movies, scores), start=1)
+        ]
+        return Recommendations(
+            user_id=user_id, source=source, reason=reason, score_kind=kind, model_version=s.version, as_of=s.as_of, items=items
+        )
+
+    @app.post("/predict", response_model=Prediction)
+    def predict(request: PredictRequest) -> Prediction:
+        s = snapshot()
+        row = s.user_row(request.user_id)
+        user_vector = s.user_vectors[row] if row is not None else s.cold_user_vector
+        if request.movie_id is not None:
+            movie_row = s.movie_row(request.movie_id)
+            if movie_row is None:
+                raise HTTPException(404, f"Movie {request.movie_id} is not in the catalog; describe it by genres and year in `movie` instead.")
+            movie_vector = s.movie_vectors[movie_row]
+        else:
+            movie_vector = s.new_movie_vector(request.movie.genres, request.movie.year)
+        return Prediction(
+            user_id=request.user_id, movie_id=request.movie_id, predicted_rating=round(s.predict(user_vector, movie_vector), 4),
+            user_known=row is not None, model_version=s.version, as_of=s.as_of,
+        )  # fmt: skip
+
+    return app
