@@ -9,10 +9,8 @@ every layer's work is a vectorized pass over one batch.
 from __future__ import annotations
 
 import os
-import warnings
 
 from dagster import (
-    BetaWarning,
     AssetSelection,
     Definitions,
     EnvVar,
@@ -21,12 +19,8 @@ from dagster import (
     in_process_executor,
 )
 
-# Backfill policies are beta in dagster 1.13; we rely on them knowingly, so say it once here
-# instead of on every import.
-warnings.filterwarnings("ignore", category=BetaWarning)
-
-from recsys_assets import features, lake, models, raw, serving  # noqa: E402
-from recsys_resources import ArchiveResource, ModelingResource, ServingResource, Settings, StoreResource  # noqa: E402
+from recsys_assets import features, lake, models, raw, serving
+from recsys_resources import ArchiveResource, ModelingResource, ServingResource, Settings, StoreResource
 
 
 def _url(env_name: str, derived: str) -> str | EnvVar:

@@ -27,7 +27,7 @@ def env_vars_in(node) -> set[str]:
 
 
 def test_services_of_the_production_layout():
-    assert set(COMPOSE["services"]) == {"postgres", "user_code", "webserver", "daemon"}
+    assert set(COMPOSE["services"]) == {"postgres", "user_code", "webserver", "daemon", "api"}
 
 
 def environment(service: str) -> dict:
@@ -60,9 +60,9 @@ def test_runs_are_launched_in_containers_that_get_what_the_code_reads():
     for service in ("webserver", "daemon"):
         assert set(launcher["env_vars"]) <= set(environment(service)), service
         assert "/var/run/docker.sock:/var/run/docker.sock" in COMPOSE["services"][service]["volumes"]
-    code_reads = {"RECSYS_STORE", "RECSYS_DATA_DIR", "RECSYS_MODEL_DIR", "RECSYS_START_DATE", "RECSYS_BATCH_SIZE", "RECSYS_BOOTSTRAP_ROWS", "RECSYS_SEED"}
     settings_source = (ROOT / "recsys_resources" / "settings.py").read_text()
-    assert code_reads == set(re.findall(r'"(RECSYS_(?:STORE|DATA_DIR|MODEL_DIR|START_DATE|BATCH_SIZE|BOOTSTRAP_ROWS|SEED))"', settings_source))
+    code_reads = set(re.findall(r'env.get\("(RECSYS_\w+)"\)', settings_source)) - {"RECSYS_RAW_URL", "RECSYS_LAKE_URL", "RECSYS_FEATURES_URL"}
+    assert {"RECSYS_STORE", "RECSYS_MODEL_DIR", "RECSYS_EMBEDDING_BACKEND"} <= code_reads
     assert code_reads <= set(launcher["env_vars"])
     # Run containers mount the same named volumes, at the paths the environment points to.
     assert launcher["network"] == COMPOSE["networks"]["recsys-network"]["name"]
@@ -103,3 +103,30 @@ def test_env_example_covers_the_variables_compose_reads():
     used = set(re.findall(r"\$\{(\w+)(?::-[^}]*)?\}", compose_text))
     example = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#")}
     assert used <= example, used - example
+
+
+def test_the_api_service_serves_the_stores_and_models_the_pipeline_writes():
+    from recsys_assets.cli import build_parser
+
+    api = COMPOSE["services"]["api"]
+    assert api["image"] == COMPOSE["services"]["user_code"]["image"]
+    command = api["command"]
+    args = build_parser().parse_args(command[1:])  # the options exist and parse
+    assert command[0] == "recsys" and args.command == "serve" and args.host == "0.0.0.0"
+    assert f"{args.port}:{args.port}" in api["ports"]
+    # --store is not given: it comes from RECSYS_STORE, the same stores the pipeline writes.
+    assert "--store" not in command
+    assert environment("api")["RECSYS_STORE"] == environment("user_code")["RECSYS_STORE"]
+    models = environment("api")["RECSYS_MODEL_DIR"]
+    assert f"recsys-models:{models}:ro" in api["volumes"] and f"recsys-models:{models}" in COMPOSE["services"]["user_code"]["volumes"]
+    assert f"127.0.0.1:{args.port}/health" in " ".join(api["healthcheck"]["test"])
+    assert "pgvector" in COMPOSE["services"]["postgres"]["image"]
+
+
+def test_the_image_holds_every_package_the_project_ships():
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    for package in [*packages, "sql"]:
+        assert f"COPY {package} {package}" in dockerfile, package

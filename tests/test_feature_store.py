@@ -7,19 +7,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance, materialize
+from pipeline_helpers import Replay
 from polars.testing import assert_frame_equal
 
 from recsys_assets import features, lake, raw, synthetic
-from recsys_assets.definitions import ASSETS, build_resources
-from recsys_assets.runner import failure_sentence
 from recsys_assets.partitions import partition_of
 from recsys_assets.transforms.features import build_examples, empty_movie_state, empty_user_state
-from recsys_resources import Settings, open_store, store_urls
+from recsys_resources import open_store, store_urls
 
 BATCH = 3_000
 BOOTSTRAP = 6_000
-RANGE = "dagster/asset_partition_range_"
 
 
 @pytest.fixture(scope="module")
@@ -29,40 +26,16 @@ def archive(tmp_path_factory) -> Path:
     return data
 
 
-def resources_for(base: str, data: Path) -> dict:
-    urls = store_urls(base)
-    return build_resources(
-        Settings(
-            raw_url=urls["raw"], lake_url=urls["lake"], features_url=urls["features"], data_dir=str(data),
-            start_date=Settings.from_env().start_date, batch_size=BATCH, bootstrap_rows=BOOTSTRAP,
-        )
-    )  # fmt: skip
+class Platform(Replay):
+    """A replay that runs partitions by batch number, without models."""
 
-
-class Platform:
     def __init__(self, base: str, data: Path) -> None:
+        super().__init__(base, data, batch=BATCH, bootstrap=BOOTSTRAP)
         self.base = base
-        self.resources = resources_for(base, data)
-        self.instance = DagsterInstance.ephemeral()
 
     def run(self, selection, partition: int | None = None, last: int | None = None, ok: bool = True):
-        tags = {f"{RANGE}start": partition_of(partition), f"{RANGE}end": partition_of(last)} if last is not None else None
-        result = materialize(
-            ASSETS,
-            selection=selection,
-            partition_key=partition_of(partition) if partition is not None and last is None else None,
-            tags=tags,
-            resources=self.resources,
-            instance=self.instance,
-            raise_on_error=False,
-        )
-        if ok:
-            assert result.success, self.failure(result)
-        return result
-
-    @staticmethod
-    def failure(result) -> str:
-        return failure_sentence(result)
+        key = partition_of(partition) if partition is not None else None
+        return super().run(selection, key, ok, last=partition_of(last) if last is not None else None)
 
     def query(self, store: str, sql: str) -> pl.DataFrame:
         with open_store(store_urls(self.base)[store]) as db:

@@ -6,22 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, materialize
+from pipeline_helpers import BATCH, BOOTSTRAP, BOOTSTRAP_ASSETS, DAYS, Replay
 
-from recsys_assets import features, lake, models, raw, registry, synthetic
-from recsys_assets.definitions import ASSETS, build_resources
-from recsys_assets.runner import failure_sentence
+from recsys_assets import models, registry, synthetic
 from recsys_assets.partitions import partition_of
-from recsys_resources import Settings, open_store, store_urls
-
-BATCH = 2_000
-BOOTSTRAP = 8_000
-DAYS = 8
-BOOTSTRAP_ASSETS = [
-    raw.raw_movies, raw.raw_ratings, lake.lake_movies, lake.lake_bootstrap,
-    features.movie_features, features.bootstrap_features, models.initial_model,
-]  # fmt: skip
-DAILY_ASSETS = [lake.lake_ratings, features.daily_features, models.daily_models]
+from recsys_resources import open_store, store_urls
 
 
 @pytest.fixture(scope="module")
@@ -30,36 +19,6 @@ def archive(tmp_path_factory) -> Path:
     synthetic.generate(data, BOOTSTRAP + DAYS * BATCH, seed=21)
     return data
 
-
-class Replay:
-    def __init__(self, base: Path | str, data: Path, model_dir: Path) -> None:
-        urls = store_urls(str(base))
-        settings = Settings(
-            raw_url=urls["raw"], lake_url=urls["lake"], features_url=urls["features"], data_dir=str(data),
-            start_date=Settings.from_env().start_date, batch_size=BATCH, bootstrap_rows=BOOTSTRAP, model_dir=str(model_dir),
-        )  # fmt: skip
-        self.urls = urls
-        self.resources = build_resources(settings)
-        self.instance = DagsterInstance.ephemeral()
-
-    def run(self, selection, partition: str | None = None, ok: bool = True):
-        result = materialize(
-            ASSETS, selection=selection, partition_key=partition, resources=self.resources,
-            instance=self.instance, raise_on_error=False,
-        )  # fmt: skip
-        if ok:
-            assert result.success, self.failure(result)
-        return result
-
-    @staticmethod
-    def failure(result) -> str:
-        return failure_sentence(result)
-
-    def day(self, batch: int, ok: bool = True):
-        return self.run(DAILY_ASSETS, partition_of(batch), ok=ok)
-
-    def features_db(self):
-        return open_store(self.urls["features"])
 
 
 def test_a_replay_keeps_a_champion_scores_before_training_and_retrains_weekly(archive, tmp_path):
