@@ -12,6 +12,9 @@ RUNS = [
     ["benchmarks.feature_days", "--store", "postgres"],
     ["benchmarks.model_training"],
     ["benchmarks.replay"],
+    ["benchmarks.batch_recommendations", "--store", "duckdb"],
+    ["benchmarks.batch_recommendations", "--store", "postgres"],
+    ["benchmarks.api_latency"],
     ["benchmarks.raw_load", "--store", "duckdb"],
     ["benchmarks.raw_load", "--store", "postgres"],
 ]

@@ -85,6 +85,22 @@ def main() -> None:
                 f"| 30-day replay after a 1M bootstrap, {label} ({r['runs']} runs) | {r['wall_s']:.0f} s end to end, "
                 f"{r['overhead_per_run_s']:.1f} s Dagster overhead a run, peak {r['peak_rss_mib'] / 1024:.1f} GiB | | < 300 s |"
             )
+    recs = {s: load(f"batch_recommendations_{s}") for s in ("duckdb", "postgres")}
+    if all(recs.values()):
+        d, p = recs["duckdb"], recs["postgres"]
+        lines.append(
+            f"| batch recommendations: top-{d['n']} unrated of {d['movies']:,} movies for {d['users']:,} users "
+            f"({d['rated_pairs'] / 1e6:.0f}M rated pairs excluded) | {d['compute_wall_s']:.0f} s ({d['users_per_s']:,} users/s), "
+            f"+ {d['write']['wall_s']:.1f} s to store {d['write']['rows'] / 1e6:.0f}M rows | {p['compute_wall_s']:.0f} s, "
+            f"+ {p['write']['wall_s']:.1f} s to store | < 120 s |"
+        )
+    api = load("api_latency")
+    if api:
+        for run in api["loads"]:
+            lines.append(
+                f"| GET /recommendations, {run['concurrency']} concurrent client(s) from a second process: p50 / p99, throughput "
+                f"| {run['p50_ms']:.1f} / {run['p99_ms']:.1f} ms, {run['requests_per_s']:.0f} requests/s | | p99 < 20 ms |"
+            )
     print("\n".join(lines))
 
 

@@ -104,6 +104,11 @@ def print_mse_table(report: dict) -> None:
     means = report["summary"]["mean_mse"]
     print(f"{'mean MSE':<43}" + "".join(f"{means[c]:>12.4f}" if means[c] is not None else f"{'-':>12}" for c in columns))
     summary = report["summary"]
+    for protocol, label in (("catalog", "top 10 of all unrated movies"), ("rated", "the day's rated movies reordered")):
+        figures = summary["mean_ranking"].get(protocol, {})
+        if figures:
+            shown = ", ".join(f"{m} {f['ndcg_at_10']:.4f}" for m, f in sorted(figures.items()))
+            print(f"mean NDCG@10, {label}: {shown}")
     print(f"{summary['days']} days, {summary['rows_raw']:,} rows in {summary['wall_seconds']:.1f} s ({summary['runs']} Dagster runs).")
 
 
@@ -125,7 +130,9 @@ def _demo(args: argparse.Namespace) -> None:
         "Open the Dagster UI on this result (lineage, checks, MSE plotted per partition):\n"
         f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} RECSYS_STORE={os.environ['RECSYS_STORE']} "
         f"RECSYS_DATA_DIR={data} RECSYS_BATCH_SIZE={args.batch_size} RECSYS_BOOTSTRAP_ROWS={args.bootstrap_rows} "
-        f"RECSYS_START_DATE={args.start_date} uv run dagster dev -m recsys_assets.definitions"
+        f"RECSYS_START_DATE={args.start_date} uv run dagster dev -m recsys_assets.definitions\n"
+        "Serve its recommendations over HTTP (OpenAPI schema at http://127.0.0.1:8000/docs):\n"
+        f"  uv run recsys serve --store {args.store}"
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Callable
 
+import polars as pl
 from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
 from recsys_assets.runner import run_job
@@ -34,6 +35,7 @@ LAYER_OF_STEP = {
     "lake_movies": "lake", "lake_bootstrap": "lake", "lake_ratings": "lake",
     "movie_features": "features", "bootstrap_features": "features", "daily_features": "features",
     "initial_model": "models", "daily_models": "models", "full_model": "models",
+    "champion_embeddings": "serving", "popular_movies": "serving", "batch_recommendations": "serving",
 }  # fmt: skip
 
 
@@ -168,6 +170,11 @@ def build_report(config: ReplayConfig, state: Replay, seconds: float) -> dict:
     with open_store(state.settings.lake_url) as lake, open_store(state.settings.features_url) as features:
         batches = lake.query("SELECT batch, rows_raw, rows_clean, rows_rejected FROM lake_batches WHERE batch >= 0")
         metrics = features.query("SELECT batch, model, version, mse FROM model_metrics WHERE segment = 'all'")
+        ranks = features.query(
+            "SELECT protocol, model, avg(ndcg_at_10) AS ndcg_at_10, avg(recall_at_10) AS recall_at_10, count(*) AS days "
+            "FROM ranking_metrics WHERE segment = 'all' AND batch >= 0 AND batch < $days GROUP BY protocol, model",
+            {"days": config.days},
+        )
     by_batch = {row["batch"]: row for row in batches.iter_rows(named=True)}
     mse: dict[int, dict[str, float]] = defaultdict(dict)
     champion: dict[int, str] = {}
@@ -205,6 +212,14 @@ def build_report(config: ReplayConfig, state: Replay, seconds: float) -> dict:
             "rows_rejected": sum(d["rows_rejected"] or 0 for d in days),
             "checks": {k: sum(d["checks"][k] for d in days) for k in ("passed", "failed", "warned")},
             "mean_mse": means,
+            # Test-then-train ranking (relevant = rated >= 4 on the day), averaged over the days.
+            "mean_ranking": {
+                protocol: {
+                    r["model"]: {"ndcg_at_10": r["ndcg_at_10"], "recall_at_10": r["recall_at_10"]}
+                    for r in ranks.filter(pl.col("protocol") == protocol).iter_rows(named=True)
+                }
+                for protocol in ("catalog", "rated")
+            },
             "seconds_per_layer": {k: round(v, 2) for k, v in sorted(state.layer_seconds.items())},
             "runs": state.runs,
             "run_seconds": round(state.run_seconds, 2),

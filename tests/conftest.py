@@ -1,4 +1,4 @@
-"""Shared fixtures: real DuckDB files and a real PostgreSQL server.
+"""Shared fixtures: real DuckDB files, a real PostgreSQL server, and a PostgreSQL with pgvector.
 
 PostgreSQL tests use RECSYS_TEST_PG_URL (default: the local server as user postgres). Each test
 gets its own fresh databases, dropped afterwards. When no server answers, the tests skip with a
@@ -58,6 +58,29 @@ def pg_base(pg_server: str) -> str:
     base = pg_server.rsplit("/", 1)[0] + "/" + prefix
     yield base
     _drop_databases(prefix)
+
+
+@pytest.fixture(scope="session")
+def pgvector_server(tmp_path_factory) -> str:
+    """A PostgreSQL 16 server with the pgvector extension, from the pgserver wheel (a dev
+    dependency that bundles both), on a Unix socket in a temporary directory. The local server
+    has no pgvector (Debian 12 does not package it), and the vector layout must run for real."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def pgvector_base(pgvector_server: str) -> str:
+    """A base URL on the pgvector server whose databases are this test's alone."""
+    prefix = f"recsys_test_{uuid.uuid4().hex[:10]}"
+    path, query = pgvector_server.split("?", 1)
+    yield f"{path.rsplit('/', 1)[0]}/{prefix}?{query}"
+    with psycopg.connect(pgvector_server, autocommit=True) as admin:
+        for (name,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)).fetchall():
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -28,15 +28,28 @@ def archive(tmp_path_factory) -> Path:
     return data
 
 
-def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_model(store_base, archive, tmp_path):
-    replay = Replay(store_base, archive, tmp_path / "models", serve=True)
+@pytest.fixture(
+    params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("pgvector", marks=pytest.mark.postgres)]
+)
+def serving_base(request, tmp_path: Path) -> tuple[str, str]:
+    """(store base, the embedding layout it should get): DuckDB arrays, PostgreSQL real[], pgvector."""
+    if request.param == "duckdb":
+        return str(tmp_path / "stores"), "array"
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_base"), "array"
+    return request.getfixturevalue("pgvector_base"), "pgvector"
+
+
+def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_model(serving_base, archive, tmp_path):
+    base, layout = serving_base
+    replay = Replay(base, archive, tmp_path / "models", serve=True)
     replay.run(BOOTSTRAP_ASSETS)
     results = [replay.day(batch) for batch in range(DAYS)]
     last = DAYS - 1
     with replay.features_db() as db, open_store(replay.urls["lake"]) as lake:
         served = serving_store.latest_serving_set(db)
         champion = registry.champion(db)
-        assert (served.model_version, served.as_of_batch, served.embedding_backend) == (champion.version, last, "array")
+        assert (served.model_version, served.as_of_batch, served.embedding_backend) == (champion.version, last, layout)
         recs = db.query(
             "SELECT user_id, rank, movie_id, score FROM batch_recommendations WHERE model_version = $v AND as_of_batch = $a",
             {"v": served.model_version, "a": last},
@@ -82,7 +95,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
     }
     assert 0.0 <= metadata["model_metrics"]["ndcg_at_10_champion"].value <= 1.0
     assert {"recall_at_10_popularity", "rated_ndcg_at_10_champion"} <= set(metadata["model_metrics"])
-    assert metadata["user_embeddings"]["embedding_backend"].text == "array"
+    assert metadata["user_embeddings"]["embedding_backend"].text == layout
     checks = [c for c in results[-1].get_asset_check_evaluations() if c.check_name == "no_rated_movie_recommended"]
     assert len(checks) == 1 and checks[0].passed
 
@@ -124,10 +137,8 @@ def test_embedding_layouts_round_trip_and_refuse_another_size(store_base):
 
 
 @pytest.mark.postgres
-def test_pgvector_columns_and_index_where_the_server_offers_the_extension(pg_base):
-    with open_store(store_urls(pg_base)["features"]) as db:
-        if not db.scalar("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"):
-            pytest.skip("this PostgreSQL server does not offer pgvector (the compose image pgvector/pgvector:pg15 does)")
+def test_pgvector_columns_and_index_where_the_server_offers_the_extension(pgvector_base):
+    with open_store(store_urls(pgvector_base)["features"]) as db:
         db.apply_schema("features")
         backend, reason = serving_store.prepare_embeddings(db, "auto")
         assert backend == "pgvector" and "pgvector" in reason
@@ -136,4 +147,7 @@ def test_pgvector_columns_and_index_where_the_server_offers_the_extension(pg_bas
         ids, back = serving_store.read_embeddings(db, "movie", "v1", 0)
         assert np.allclose(back, vectors, atol=1e-6)
         assert db.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'movie_embeddings_cosine'") == 1
+        assert db.scalar("SELECT udt_name FROM information_schema.columns WHERE table_name = 'user_embeddings' AND column_name = 'embedding'") == "vector"
         assert serving_store.similar_movies(db, "v1", 0, 0, 3, backend).height == 3
+        # Asked for arrays on a store that already has vector columns: the existing layout stays.
+        assert serving_store.prepare_embeddings(db, "array")[0] == "pgvector"
