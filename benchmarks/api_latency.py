@@ -22,7 +22,7 @@ from recsys_assets import serving_store
 from recsys_resources import open_store, store_urls
 
 BOOTSTRAP, BATCH, DAYS = 2_000_000, 50_000, 2
-CONCURRENCY = (1, 4, 16)
+CONCURRENCY = (1, 4, 16, 64)
 SECONDS = 20.0
 PORT = 8931
 
@@ -77,6 +77,7 @@ def main() -> None:
             "serving_set": {"model_version": served.model_version, "as_of": served.partition_key, "users": served.users, "movies": served.movies},
             "request": "GET /recommendations/{user_id}?n=10 (90% known users, 10% unknown: popularity fallback)",
             "server": "recsys serve: one uvicorn worker, access log off (--log-level warning)",
+            "load": "benchmarks.api_load: closed-loop keep-alive connections on asyncio streams, in its own process",
             "startup_s": round(startup, 1),
             "loads": loads,
             "target_p99_ms": 20,

@@ -44,6 +44,7 @@ def replay(mode: str, data) -> dict:
         "dagster_overhead_s": round(summary["run_seconds"] - step_seconds, 1),
         "overhead_per_run_s": round((summary["run_seconds"] - step_seconds) / summary["runs"], 2),
         "mean_mse": summary["mean_mse"],
+        "mean_ranking": summary["mean_ranking"],
         "checks": summary["checks"],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
     }
@@ -60,7 +61,8 @@ def main() -> None:
             "days": DAYS,
             **results,
             "method": "`recsys replay` in a subprocess (fresh stores and Dagster instance each time): bootstrap job, "
-            "30 daily partitions (lake, features, test-then-train monitoring, warm start) and the 4 weekly retrains "
+            "30 daily partitions (lake, features, test-then-train monitoring, warm start, serving: embeddings and "
+            "batch recommendations) and the 4 weekly retrains "
             "they complete. Overhead = time inside Dagster runs minus the steps' own durations. Peak RSS is the "
             "largest child process so far (the second figure includes the first run).",
         },

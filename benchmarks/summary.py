@@ -85,6 +85,14 @@ def main() -> None:
                 f"| 30-day replay after a 1M bootstrap, {label} ({r['runs']} runs) | {r['wall_s']:.0f} s end to end, "
                 f"{r['overhead_per_run_s']:.1f} s Dagster overhead a run, peak {r['peak_rss_mib'] / 1024:.1f} GiB | | < 300 s |"
             )
+    if replay and "mean_ranking" in replay["per_day"]:
+        ranks = replay["per_day"]["mean_ranking"]
+        for protocol, label in (("catalog", "top 10 of every unrated movie"), ("rated", "the day's rated movies reordered")):
+            c, p = ranks[protocol]["champion"], ranks[protocol]["popularity"]
+            lines.append(
+                f"| next-day NDCG@10 / recall@10 over the 30 days, {label}: champion vs popularity | "
+                f"{c['ndcg_at_10']:.4f} / {c['recall_at_10']:.4f} vs {p['ndcg_at_10']:.4f} / {p['recall_at_10']:.4f} | | |"
+            )
     recs = {s: load(f"batch_recommendations_{s}") for s in ("duckdb", "postgres")}
     if all(recs.values()):
         d, p = recs["duckdb"], recs["postgres"]

@@ -20,9 +20,9 @@ import polars as pl
 from recsys_assets import model as keras_model
 from recsys_assets import registry, serving_store
 from recsys_assets.genres import GENRE_SLUGS, GENRES, NO_GENRES
-from recsys_assets.models import _config_of
+from recsys_assets.features import state_as_of
+from recsys_assets.models import config_of, load_version
 from recsys_assets.partitions import partition_of
-from recsys_assets.serving import state_as_of
 from recsys_assets.transforms.features import (
     USER_STATE_COLUMNS,
     YearScaler,
@@ -159,8 +159,8 @@ def load_snapshot(settings: Settings) -> Snapshot:
     with open_store(settings.lake_url, read_only=True) as lake:
         catalog = lake.query("SELECT movie_id, title, year, genres FROM lake_movies")
 
-    model = keras_model.load_model(version.artifact, version.checksum)
-    config = _config_of(version)
+    model = load_version(version)
+    config = config_of(version)
     users = user_features(users_state, entry.global_mean).sort("user_id")
     cold = user_features(pl.DataFrame({c: [0] for c in USER_STATE_COLUMNS}).cast({c: pl.Float64 for c in USER_STATE_COLUMNS if "sum" in c}), entry.global_mean)
 

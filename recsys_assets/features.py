@@ -32,6 +32,8 @@ from recsys_assets.reporting import markdown_table
 from recsys_assets.transforms.archive import BOOTSTRAP_BATCH
 from recsys_assets.transforms.features import (
     MOVIE_FEATURE_COLUMNS,
+    PRIOR_RATING,
+    USER_STATE_COLUMNS,
     YearScaler,
     build_examples,
     empty_movie_state,
@@ -61,6 +63,32 @@ class FeatureState:
 def feature_state(store: Store) -> FeatureState | None:
     row = store.query("SELECT as_of_batch, rating_sum, rating_count FROM feature_state")
     return FeatureState(**row.row(0, named=True)) if row.height else None
+
+
+def state_as_of(features: Store, as_of: int, *, users: bool = True) -> tuple[pl.DataFrame | None, pl.DataFrame, float]:
+    """(user state, movie state, global mean) at the end of batch `as_of`: the stored state rewound
+    by the deltas of later batches, which a backfill may already have folded in. users=False
+    skips reading the user state (None then), the widest of the three."""
+    state = feature_state(features)
+    if state is None or state.as_of_batch < as_of:
+        stands = "is empty" if state is None else f"stands at {partition_of(state.as_of_batch)}"
+        raise RecsysError(
+            f"The feature store {stands}: materialize training_examples through {partition_of(as_of)} first."
+        )
+    user_state = features.query(f"SELECT {', '.join(USER_STATE_COLUMNS)} FROM user_state") if users else None
+    movies = features.query("SELECT movie_id, m_sum, m_count FROM movie_state")
+    rating_sum, rating_count = state.rating_sum, state.rating_count
+    if state.as_of_batch > as_of:
+        later = {"as_of": as_of}
+        if user_state is not None:
+            user_deltas = features.query(f"SELECT {', '.join(USER_STATE_COLUMNS)} FROM user_deltas WHERE batch > $as_of", later)
+            user_state = subtract(user_state, user_deltas, "user_id")
+        movie_deltas = features.query("SELECT movie_id, m_sum, m_count FROM movie_deltas WHERE batch > $as_of", later)
+        movies = subtract(movies, movie_deltas, "movie_id")
+        rating_sum -= float(movie_deltas["m_sum"].sum())
+        rating_count -= int(movie_deltas["m_count"].sum())
+    global_mean = rating_sum / rating_count if rating_count else PRIOR_RATING
+    return user_state, movies, global_mean
 
 
 def _write_state(store: Store, as_of_batch: int, rating_sum: float, rating_count: int) -> None:

@@ -34,12 +34,12 @@ from recsys_assets import model as keras_model
 from recsys_assets import registry
 from recsys_assets.baselines import BiasBaseline
 from recsys_assets.checks import user_errors
-from recsys_assets.features import bootstrap_features
+from recsys_assets.features import bootstrap_features, state_as_of
 from recsys_assets.partitions import START_DATE, batch_of, daily_partitions, partition_of
 from recsys_assets.reporting import markdown_table
 from recsys_assets.transforms import ranking
 from recsys_assets.transforms.archive import BOOTSTRAP_BATCH
-from recsys_assets.transforms.features import catalog_features, subtract
+from recsys_assets.transforms.features import catalog_features
 from recsys_resources import ModelingResource, RecsysError, ServingResource, Store, StoreResource
 
 OWNERS = ["team:ml-platform"]
@@ -122,11 +122,12 @@ def train_full(features: Store, modeling: ModelingResource, last_batch: int, sta
     )  # fmt: skip
 
 
-def _load(version: registry.ModelVersion):
+def load_version(version: registry.ModelVersion):
+    """The version's Keras model, once its artifact matches the recorded checksum."""
     return keras_model.load_model(version.artifact, version.checksum)
 
 
-def _config_of(version: registry.ModelVersion) -> keras_model.ModelConfig:
+def config_of(version: registry.ModelVersion) -> keras_model.ModelConfig:
     """The settings a version was trained with: its inputs must be prepared the same way."""
     known = {f.name for f in dataclasses.fields(keras_model.ModelConfig)}
     return keras_model.ModelConfig(
@@ -180,9 +181,9 @@ def score_day(batch: int, lake: Store, features: Store) -> DayScores:
         "global_mean": examples["global_mean"].to_numpy(),
         "bias": BiasBaseline().fit(past).predict(examples),
     }
-    loaded = {name: _load(version) for name, version in models.items()}
+    loaded = {name: load_version(version) for name, version in models.items()}
     for name, version in models.items():
-        predictions[name] = keras_model.predict(loaded[name], examples, _config_of(version))
+        predictions[name] = keras_model.predict(loaded[name], examples, config_of(version))
     truth = examples["rating"].to_numpy()
     rows = []
     history = examples["u_count"].to_numpy()
@@ -201,14 +202,6 @@ def score_day(batch: int, lake: Store, features: Store) -> DayScores:
     return DayScores(table, models, examples, past, loaded["champion"], predictions["champion"])
 
 
-def movie_state_before(features: Store, batch: int) -> pl.DataFrame:
-    """Every movie's rating sums and counts before day `batch` (the stored state, rewound by the
-    deltas of `batch` and later days: in a backfill the state may already include them)."""
-    state = features.query("SELECT movie_id, m_sum, m_count FROM movie_state")
-    later = features.query("SELECT movie_id, m_sum, m_count FROM movie_deltas WHERE batch >= $batch", {"batch": batch})
-    return subtract(state, later, "movie_id")
-
-
 def rank_day(scores: DayScores, batch: int, features: Store, serving: ServingResource) -> pl.DataFrame:
     """Test-then-train ranking quality of the champion and of the popularity ranking on day `batch`.
 
@@ -221,11 +214,12 @@ def rank_day(scores: DayScores, batch: int, features: Store, serving: ServingRes
     from the days before, minus each user's rated movies.
     """
     examples, past, champion = scores.examples, scores.past, scores.models["champion"]
-    config = _config_of(champion)
+    config = config_of(champion)
     global_mean = float(examples["global_mean"][0])
     day_users = examples.group_by("user_id").first().sort("user_id")
     user_ids = day_users["user_id"].to_numpy()
-    catalog = catalog_features(features.query("SELECT * FROM movie_features"), movie_state_before(features, batch), global_mean)
+    _, movies_before, _ = state_as_of(features, batch - 1, users=False)
+    catalog = catalog_features(features.query("SELECT * FROM movie_features"), movies_before, global_mean)
     movie_ids = catalog["movie_id"].to_numpy()
     user_vectors = keras_model.embed_users(scores.champion_model, day_users, config)
     movie_vectors = keras_model.embed_movies(scores.champion_model, catalog, config)

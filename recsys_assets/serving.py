@@ -12,7 +12,6 @@ replaces the one before it (two are kept; see serving_store.KEEP_SETS).
 
 import time
 
-import numpy as np
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -30,45 +29,16 @@ from dagster import (
 from recsys_assets import model as keras_model
 from recsys_assets import registry, serving_store
 from recsys_assets.checks import user_errors
-from recsys_assets.features import feature_state
-from recsys_assets.models import _config_of, _load
+from recsys_assets.features import state_as_of
+from recsys_assets.models import config_of, load_version
 from recsys_assets.partitions import batch_of, daily_partitions, partition_of
 from recsys_assets.reporting import markdown_table
 from recsys_assets.transforms import ranking
-from recsys_assets.transforms.features import (
-    PRIOR_RATING,
-    USER_STATE_COLUMNS,
-    catalog_features,
-    subtract,
-    user_features,
-)
+from recsys_assets.transforms.features import catalog_features, user_features
 from recsys_resources import RecsysError, ServingResource, Store, StoreResource
 
 GROUP = "serving"
 OWNERS = ["team:ml-platform"]
-
-
-def state_as_of(features: Store, as_of: int) -> tuple[pl.DataFrame, pl.DataFrame, float]:
-    """(user state, movie state, global mean) at the end of batch `as_of`: the stored state rewound
-    by the deltas of later batches, which a backfill may already have folded in."""
-    state = feature_state(features)
-    if state is None or state.as_of_batch < as_of:
-        stands = "is empty" if state is None else f"stands at {partition_of(state.as_of_batch)}"
-        raise RecsysError(
-            f"The feature store {stands}: materialize training_examples through {partition_of(as_of)} first."
-        )
-    users = features.query(f"SELECT {', '.join(USER_STATE_COLUMNS)} FROM user_state")
-    movies = features.query("SELECT movie_id, m_sum, m_count FROM movie_state")
-    rating_sum, rating_count = state.rating_sum, state.rating_count
-    if state.as_of_batch > as_of:
-        later = {"as_of": as_of}
-        users = subtract(users, features.query(f"SELECT {', '.join(USER_STATE_COLUMNS)} FROM user_deltas WHERE batch > $as_of", later), "user_id")
-        movie_deltas = features.query("SELECT movie_id, m_sum, m_count FROM movie_deltas WHERE batch > $as_of", later)
-        movies = subtract(movies, movie_deltas, "movie_id")
-        rating_sum -= float(movie_deltas["m_sum"].sum())
-        rating_count -= int(movie_deltas["m_count"].sum())
-    global_mean = rating_sum / rating_count if rating_count else PRIOR_RATING
-    return users, movies, global_mean
 
 
 def _champion(features: Store) -> registry.ModelVersion:
@@ -84,7 +54,7 @@ def build_embeddings(features: Store, serving: ServingResource, as_of: int) -> d
     champion = _champion(features)
     backend, reason = serving_store.prepare_embeddings(features, serving.embedding_backend)
     users, movies, global_mean = state_as_of(features, as_of)
-    model, config = _load(champion), _config_of(champion)
+    model, config = load_version(champion), config_of(champion)
     user_rows = user_features(users, global_mean)
     catalog = catalog_features(features.query("SELECT * FROM movie_features"), movies, global_mean)
     if catalog.height == 0:
@@ -130,7 +100,7 @@ def build_recommendations(features: Store, serving: ServingResource, as_of: int)
             f"The feature store holds no embeddings of champion {champion.version} as of {partition_of(as_of)}: "
             "materialize user_embeddings and movie_embeddings for that partition first."
         )
-    _, _, global_mean = state_as_of(features, as_of)
+    _, _, global_mean = state_as_of(features, as_of, users=False)
     rated = features.query("SELECT user_id, movie_id FROM training_examples WHERE batch <= $as_of", {"as_of": as_of})
     indptr, indices = ranking.rated_positions(rated, user_ids, movie_ids)
     n = serving.recommendations_per_user

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pipeline_helpers import BATCH, BOOTSTRAP, BOOTSTRAP_ASSETS, Replay
 
+from recsys_api.app import Recommendations
 from recsys_assets import serving_store, synthetic
 from recsys_resources import open_store
 
@@ -91,6 +92,7 @@ def test_recommendations_for_a_known_user_are_the_precomputed_unrated_movies(ser
         )["movie_id"].to_list()
         rated = set(lake.query("SELECT movie_id FROM lake_ratings WHERE user_id = $u", {"u": user})["movie_id"])
     body = server.client.get(f"/recommendations/{user}", params={"n": 7}).json()
+    Recommendations.model_validate(body)  # the answer matches the schema the OpenAPI document shows
     assert body["source"] == "model" and body["score_kind"] == "predicted_rating"
     assert body["model_version"] == current.model_version and body["as_of"] == current.partition_key
     movies = [item["movie_id"] for item in body["items"]]
@@ -103,6 +105,7 @@ def test_recommendations_for_a_known_user_are_the_precomputed_unrated_movies(ser
 def test_an_unknown_user_gets_the_popularity_fallback_and_says_so(served):
     server, replay = served
     body = server.client.get("/recommendations/987654321", params={"n": 5}).json()
+    Recommendations.model_validate(body)
     assert body["source"] == "popularity" and body["score_kind"] == "mean_rating" and "no ratings" in body["reason"]
     with replay.features_db() as db:
         popular = db.query("SELECT movie_id FROM popular_movies ORDER BY rank LIMIT 5")["movie_id"].to_list()

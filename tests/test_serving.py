@@ -13,8 +13,8 @@ from pipeline_helpers import BATCH, BOOTSTRAP, BOOTSTRAP_ASSETS, Replay
 
 from recsys_assets import model as keras_model
 from recsys_assets import registry, serving_store, synthetic
-from recsys_assets.models import _config_of
-from recsys_assets.serving import state_as_of
+from recsys_assets.models import config_of
+from recsys_assets.features import state_as_of
 from recsys_assets.transforms.features import catalog_features, user_features
 from recsys_resources import RecsysError, open_store, store_urls
 
@@ -70,7 +70,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
             sample.join(user_features(users, global_mean), on="user_id")
             .join(catalog_features(db.query("SELECT * FROM movie_features"), movies, global_mean).drop("global_mean"), on="movie_id")
         )
-        predicted = keras_model.predict(keras_model.load_model(champion.artifact, champion.checksum), pairs, _config_of(champion))
+        predicted = keras_model.predict(keras_model.load_model(champion.artifact, champion.checksum), pairs, config_of(champion))
         assert np.allclose(predicted, pairs["score"].to_numpy(), atol=1e-4)
 
         # Two serving sets are kept (the one in service and the one before); older rows are gone.
