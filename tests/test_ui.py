@@ -93,14 +93,14 @@ def test_lineage_materialize_a_partition_from_the_ui_and_see_its_checks(dagster_
         page.goto(f"{dagster_ui}/locations")
         page.get_by_text("Loaded", exact=True).first.wait_for()
 
-        # Lineage from the archive files to the monitored model metrics.
-        page.goto(f"{dagster_ui}/assets/model_metrics?view=lineage&lineageScope=upstream&lineageDepth=10")
+        # Lineage from the archive files to the served recommendations.
+        page.goto(f"{dagster_ui}/assets/batch_recommendations?view=lineage&lineageScope=upstream&lineageDepth=10")
         skip = page.get_by_role("button", name="Skip")  # Dagster's first-visit community dialog
         try:
             skip.click(timeout=5_000)
         except Exception:
             pass
-        for asset in ("raw_ratings", "lake_ratings", "training_examples", "initial_model", "model_metrics"):
+        for asset in ("raw_ratings", "lake_ratings", "training_examples", "initial_model", "model_metrics", "user_embeddings", "batch_recommendations"):
             page.get_by_text(asset, exact=True).first.wait_for()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "lineage.png"))
