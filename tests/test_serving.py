@@ -15,6 +15,7 @@ from recsys_assets import model as keras_model
 from recsys_assets import registry, serving_store, synthetic
 from recsys_assets.models import config_of
 from recsys_assets.features import state_as_of
+from recsys_assets.transforms import ranking
 from recsys_assets.transforms.features import catalog_features, user_features
 from recsys_resources import RecsysError, open_store, store_urls
 
@@ -88,6 +89,23 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         }
         popular = db.query("SELECT movie_id, ratings FROM popular_movies")
         assert popular.height > 0 and (popular["ratings"] >= 20).all()
+
+        # Test-then-train ranks what was served: the day's catalog figures for users with history
+        # are those of the recommendations stored the evening before.
+        served_before = db.query(
+            "SELECT user_id, rank, movie_id FROM batch_recommendations WHERE as_of_batch = $a", {"a": last - 1}
+        )
+        with open_store(replay.urls["lake"]) as lake:
+            day = lake.query("SELECT user_id, movie_id, rating FROM lake_ratings WHERE batch = $b", {"b": last})
+        relevant = day.filter(pl.col("rating") >= ranking.RELEVANT_RATING).join(served_before.select("user_id").unique(), on="user_id")
+        expected = ranking.ranking_metrics(served_before, relevant)
+        recorded = db.query(
+            "SELECT users, ndcg_at_10, recall_at_10 FROM ranking_metrics WHERE batch = $b AND model = 'champion' "
+            "AND protocol = 'catalog' AND segment = 'with_history'",
+            {"b": last},
+        ).row(0, named=True)
+        assert recorded["users"] == expected["users"] > 0
+        assert recorded["ndcg_at_10"] == pytest.approx(expected["ndcg"]) and recorded["recall_at_10"] == pytest.approx(expected["recall"])
 
     metadata = {
         event.asset_key.to_user_string(): event.event_specific_data.materialization.metadata
