@@ -145,6 +145,9 @@ def _before_each_block(
         by=key,
         strategy="backward",
         allow_exact_matches=False,
+        # Both sides are sorted by block just above; Polars cannot verify it when `by` is given
+        # and would warn on every call.
+        check_sortedness=False,
     )
     start = state_before.select(key, *[pl.col(c).alias(f"{c}__start") for c in columns])
     return within.join(start, on=key, how="left").with_columns(
