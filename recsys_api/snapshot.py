@@ -28,6 +28,7 @@ from recsys_assets.transforms.features import (
     YearScaler,
     catalog_features,
     empty_movie_state,
+    empty_user_state,
     movie_features,
     user_features,
 )
@@ -162,7 +163,7 @@ def load_snapshot(settings: Settings) -> Snapshot:
     model = load_version(version)
     config = config_of(version)
     users = user_features(users_state, entry.global_mean).sort("user_id")
-    cold = user_features(pl.DataFrame({c: [0] for c in USER_STATE_COLUMNS}).cast({c: pl.Float64 for c in USER_STATE_COLUMNS if "sum" in c}), entry.global_mean)
+    cold = user_features(pl.DataFrame({c: [0] for c in USER_STATE_COLUMNS}, schema=empty_user_state().schema), entry.global_mean)
 
     rec_users, first = np.unique(recs["user_id"].to_numpy(), return_index=True)
     movies = (

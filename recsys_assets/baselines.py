@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from recsys_assets.transforms.cleaning import MAX_RATING, MIN_RATING
 from recsys_resources.errors import RecsysError
-
-MIN_RATING, MAX_RATING = 0.5, 5.0
 
 
 def _check(frame: pl.DataFrame, columns: list[str], what: str) -> None:

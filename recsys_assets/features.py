@@ -136,7 +136,8 @@ def build_movie_features(lake: Store, features: Store) -> pl.DataFrame:
     return table
 
 
-def _stored_movie_features(features: Store) -> pl.DataFrame:
+def stored_movie_features(features: Store) -> pl.DataFrame:
+    """The movie features table; a sentence saying what to materialize when it is empty."""
     table = features.query(f"SELECT {', '.join(MOVIE_FEATURE_COLUMNS)} FROM movie_features")
     if table.height == 0:
         raise RecsysError("The feature store has no movie features yet: materialize movie_features first.")
@@ -157,7 +158,7 @@ def build_bootstrap(lake: Store, features: Store, block_rows: int) -> pl.DataFra
         raise RecsysError("The lake holds no bootstrap slice yet: materialize lake_bootstrap first.")
     ratings = ratings.with_columns(block=(pl.int_range(pl.len()) // block_rows).cast(pl.Int32))
     built = build_examples(
-        ratings, _stored_movie_features(features), empty_user_state(), empty_movie_state(), 0.0, 0
+        ratings, stored_movie_features(features), empty_user_state(), empty_movie_state(), 0.0, 0
     )
     with features.transaction():
         for table in ("user_state", "movie_state", "user_deltas", "movie_deltas", "training_examples"):
@@ -243,7 +244,7 @@ def build_days(batches: list[int], lake: Store, features: Store) -> RangeOutcome
     ratings = lake.query(
         f"SELECT {LAKE_COLUMNS} FROM lake_ratings WHERE batch BETWEEN $a AND $b ORDER BY seq", {"a": first, "b": last}
     ).with_columns(block=pl.col("batch"))
-    movie_table = _stored_movie_features(features)
+    movie_table = stored_movie_features(features)
 
     with features.transaction():
         total, count = _rewind(features, first, state) if rewinding else (state.rating_sum, state.rating_count)

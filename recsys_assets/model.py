@@ -48,6 +48,7 @@ import numpy as np
 import polars as pl
 
 from recsys_assets.genres import GENRE_SLUGS
+from recsys_assets.transforms.cleaning import MAX_RATING, MIN_RATING  # predictions stay on the rating scale
 from recsys_assets.transforms.features import EXAMPLE_FEATURES
 from recsys_resources.errors import RecsysError
 
@@ -72,7 +73,6 @@ USER_INPUT_COLUMNS = [
 ]
 MOVIE_INPUT_COLUMNS = [*GENRE_FLAGS, "m_no_genre", "m_year_z", "m_year_known", "movie_mean_rel", "movie_log_count"]
 
-MIN_RATING, MAX_RATING = 0.5, 5.0
 # log1p counts reach ~9 at 10k ratings; scaled to about 0..2, the range of the relative means.
 LOG_COUNT_SCALE = 0.2
 # The towers' output layers start 10x smaller than Glorot: a fresh model then predicts about the

@@ -34,7 +34,7 @@ from recsys_assets import model as keras_model
 from recsys_assets import registry
 from recsys_assets.baselines import BiasBaseline
 from recsys_assets.checks import user_errors
-from recsys_assets.features import bootstrap_features, state_as_of
+from recsys_assets.features import bootstrap_features, state_as_of, stored_movie_features
 from recsys_assets.partitions import START_DATE, batch_of, daily_partitions, partition_of
 from recsys_assets.reporting import markdown_table
 from recsys_assets.transforms import ranking
@@ -219,7 +219,7 @@ def rank_day(scores: DayScores, batch: int, features: Store, serving: ServingRes
     day_users = examples.group_by("user_id").first().sort("user_id")
     user_ids = day_users["user_id"].to_numpy()
     _, movies_before, _ = state_as_of(features, batch - 1, users=False)
-    catalog = catalog_features(features.query("SELECT * FROM movie_features"), movies_before, global_mean)
+    catalog = catalog_features(stored_movie_features(features), movies_before, global_mean)
     movie_ids = catalog["movie_id"].to_numpy()
     user_vectors = keras_model.embed_users(scores.champion_model, day_users, config)
     movie_vectors = keras_model.embed_movies(scores.champion_model, catalog, config)

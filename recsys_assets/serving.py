@@ -29,7 +29,7 @@ from dagster import (
 from recsys_assets import model as keras_model
 from recsys_assets import registry, serving_store
 from recsys_assets.checks import user_errors
-from recsys_assets.features import state_as_of
+from recsys_assets.features import state_as_of, stored_movie_features
 from recsys_assets.models import config_of, load_version
 from recsys_assets.partitions import batch_of, daily_partitions, partition_of
 from recsys_assets.reporting import markdown_table
@@ -56,9 +56,7 @@ def build_embeddings(features: Store, serving: ServingResource, as_of: int) -> d
     users, movies, global_mean = state_as_of(features, as_of)
     model, config = load_version(champion), config_of(champion)
     user_rows = user_features(users, global_mean)
-    catalog = catalog_features(features.query("SELECT * FROM movie_features"), movies, global_mean)
-    if catalog.height == 0:
-        raise RecsysError("The feature store has no movie features yet: materialize movie_features first.")
+    catalog = catalog_features(stored_movie_features(features), movies, global_mean)
     user_vectors = keras_model.embed_users(model, user_rows, config)
     movie_vectors = keras_model.embed_movies(model, catalog, config)
     with features.transaction():
@@ -71,7 +69,6 @@ def build_embeddings(features: Store, serving: ServingResource, as_of: int) -> d
         "users": user_rows.height,
         "movies": catalog.height,
         "dim": int(user_vectors.shape[1]),
-        "global_mean": global_mean,
         "seconds": time.perf_counter() - started,
     }
 

@@ -14,7 +14,7 @@ from pipeline_helpers import BATCH, BOOTSTRAP, BOOTSTRAP_ASSETS, Replay
 from recsys_assets import model as keras_model
 from recsys_assets import registry, serving_store, synthetic
 from recsys_assets.models import config_of
-from recsys_assets.features import state_as_of
+from recsys_assets.features import state_as_of, stored_movie_features
 from recsys_assets.transforms import ranking
 from recsys_assets.transforms.features import catalog_features, user_features
 from recsys_resources import RecsysError, open_store, store_urls
@@ -69,7 +69,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         sample = recs.filter(pl.col("rank") <= 3).sort("user_id").head(30)
         pairs = (
             sample.join(user_features(users, global_mean), on="user_id")
-            .join(catalog_features(db.query("SELECT * FROM movie_features"), movies, global_mean).drop("global_mean"), on="movie_id")
+            .join(catalog_features(stored_movie_features(db), movies, global_mean).drop("global_mean"), on="movie_id")
         )
         predicted = keras_model.predict(keras_model.load_model(champion.artifact, champion.checksum), pairs, config_of(champion))
         assert np.allclose(predicted, pairs["score"].to_numpy(), atol=1e-4)
