@@ -50,7 +50,7 @@ class Snapshot:
     rec_scores: np.ndarray
     user_ids: np.ndarray  # sorted; row i of user_vectors and of users
     user_vectors: np.ndarray
-    users: pl.DataFrame  # user_features rows (counts and means per genre), sorted by user_id
+    users: pl.DataFrame  # user_features rows (counts and means per genre), row i for user_ids[i]
     movies: dict[int, dict[str, Any]]  # movie_id -> title, genres, year, ratings, mean_rating, popularity_rank
     movie_ids: np.ndarray  # sorted; row i of movie_vectors
     movie_vectors: np.ndarray
@@ -162,7 +162,10 @@ def load_snapshot(settings: Settings) -> Snapshot:
 
     model = load_version(version)
     config = config_of(version)
-    users = user_features(users_state, entry.global_mean).sort("user_id")
+    # Row i describes user_ids[i] by construction, so one searchsorted serves vectors and profiles.
+    users = pl.DataFrame({"user_id": user_ids}).join(
+        user_features(users_state, entry.global_mean), on="user_id", how="left", maintain_order="left"
+    )
     cold = user_features(pl.DataFrame({c: [0] for c in USER_STATE_COLUMNS}, schema=empty_user_state().schema), entry.global_mean)
 
     rec_users, first = np.unique(recs["user_id"].to_numpy(), return_index=True)
