@@ -18,5 +18,7 @@ test: setup
 	@$(UV) run --frozen pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
 
+# Every benchmark, then the README's table regenerated from their JSON.
 bench: setup
 	$(UV) run --frozen python -m benchmarks.run
+	$(UV) run --frozen python -m benchmarks.summary --write-readme

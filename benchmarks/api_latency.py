@@ -18,8 +18,9 @@ import time
 import httpx
 
 from benchmarks.common import WORK, dataset, write_result
-from recsys_assets import serving_store
-from recsys_resources import open_store, store_urls
+from recsys.serving import store as serving_store
+from recsys.settings import store_urls
+from recsys.stores import open_store
 
 BOOTSTRAP, BATCH, DAYS = 2_000_000, 50_000, 2
 CONCURRENCY = (1, 4, 16, 64)
@@ -32,7 +33,7 @@ def main() -> None:
     store = WORK / "api" / "stores"
     env = {**os.environ, "DAGSTER_HOME": str(store.parent / "dagster_home")}
     subprocess.run(
-        [sys.executable, "-m", "recsys_assets.cli", "replay", "--data", str(data), "--days", str(DAYS), "--batch-size",
+        [sys.executable, "-m", "recsys.cli", "replay", "--data", str(data), "--days", str(DAYS), "--batch-size",
          str(BATCH), "--bootstrap-rows", str(BOOTSTRAP), "--store", str(store), "--report", str(store.parent / "report.json")],
         check=True, env=env, stdout=subprocess.DEVNULL,
     )  # fmt: skip
@@ -44,7 +45,7 @@ def main() -> None:
         )["user_id"].to_list()
     users = known + [10**9 + i for i in range(len(known) // 9)]  # ~10% unknown users
     server = subprocess.Popen(
-        [sys.executable, "-m", "recsys_assets.cli", "serve", "--store", str(store), "--port", str(PORT),
+        [sys.executable, "-m", "recsys.cli", "serve", "--store", str(store), "--port", str(PORT),
          "--log-level", "warning", "--refresh-seconds", "0"],
         env=env,
     )  # fmt: skip

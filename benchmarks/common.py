@@ -6,12 +6,13 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from recsys_assets import synthetic
+from recsys.sources import synthetic
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -48,6 +49,23 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mib() -> float:
+    """This process's resident memory now (VmRSS), the baseline a peak is compared with."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmRSS line")
+
+
+def commit() -> dict:
+    """The commit measured, and whether the code differed from it (results files aside)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT.parent).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", ".", ":(exclude)benchmarks/results")
+    return {"commit": git("rev-parse", "HEAD"), "tree_clean": changed == ""}
+
+
 @contextmanager
 def timed() -> Iterator[dict]:
     """Wall and CPU seconds of the block, into the yielded dict."""
@@ -70,7 +88,13 @@ def machine() -> dict:
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **commit(),
+        "machine": machine(),
+        **payload,
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload, indent=2))
     return path

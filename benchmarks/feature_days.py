@@ -13,20 +13,22 @@ import json
 import subprocess
 import sys
 
-from benchmarks.common import dataset, peak_rss_mib, store_base, timed, write_result
-from recsys_resources import open_store, store_urls
+from benchmarks.common import current_rss_mib, dataset, peak_rss_mib, store_base, timed, write_result
+from recsys.calendar import Calendar
+from recsys.settings import DEFAULT_START_DATE, store_urls
+from recsys.stores import open_store
 
 BATCH = 50_000
+CALENDAR = Calendar.starting(DEFAULT_START_DATE)
 BOOTSTRAP = 1_000_000
 DAYS = 102
 
 
 def setup(kind: str) -> str:
-    from recsys_assets.features import build_bootstrap, build_movie_features
-    from recsys_assets.lake import archive_info, clean_batch
-    from recsys_assets.partitions import partition_of
-    from recsys_assets.raw import load_archive, load_movies
-    from recsys_assets.transforms.cleaning import clean_movies
+    from recsys.features.build import build_bootstrap, build_movie_features
+    from recsys.lake.cleaning import clean_movies
+    from recsys.lake.tables import archive_info, clean_batch
+    from recsys.raw.load import load_archive, load_movies
 
     data = dataset(BOOTSTRAP + DAYS * BATCH)
     base = store_base(kind, "features")
@@ -39,7 +41,7 @@ def setup(kind: str) -> str:
         lake.insert("lake_movies", clean_movies(raw.query("SELECT movie_id, title, year, genres FROM raw_movies")).clean)
         info = archive_info(raw)
         for batch in range(-1, DAYS):
-            clean_batch(batch, raw, lake, info, partition_of(batch) if batch >= 0 else "bootstrap")
+            clean_batch(batch, raw, lake, info, CALENDAR)
         build_movie_features(lake, features)
         build_bootstrap(lake, features, BATCH)
     return base
@@ -47,17 +49,23 @@ def setup(kind: str) -> str:
 
 def measure(base: str, first: int, last: int) -> dict:
     """Run in a child process: build days first..last in one pass and report time and memory."""
-    from recsys_assets import validation
-    from recsys_assets.features import build_days
+    from recsys.features.build import build_days
+    from recsys.lake import suites
+    from recsys.quality.gx import validate_all
 
-    validation.validate_all(validation.batch_summary(0, 1, 1, 0), validation.lake_ratings_suites(batch_size=1, max_timestamp=1)[2:])
+    validate_all(suites.batch_summary(0, 1, 1, 0), suites.lake_ratings_suites(batch_size=1, max_timestamp=1)[2:])
     urls = store_urls(base)
     with open_store(urls["lake"]) as lake, open_store(urls["features"]) as features:
+        before = current_rss_mib()  # imports, GX and the open stores: what the days add comes on top
         with timed() as took:
-            outcome = build_days(list(range(first, last + 1)), lake, features)
+            outcome = build_days(list(range(first, last + 1)), lake, features, CALENDAR)
     rows = outcome.examples
     assert all(c.success for c in outcome.example_checks + outcome.profile_checks)
-    return {"days": last - first + 1, "rows": rows, **took, "rows_per_s": round(rows / took["wall_s"]), "peak_rss_mib": round(peak_rss_mib())}
+    return {
+        "days": last - first + 1, "rows": rows, **took, "rows_per_s": round(rows / took["wall_s"]),
+        "rss_before_mib": round(before), "peak_rss_mib": round(peak_rss_mib()),
+        "peak_increase_mib": round(peak_rss_mib() - before),
+    }  # fmt: skip
 
 
 def child(base: str, first: int, last: int) -> dict:
@@ -90,8 +98,9 @@ def main() -> None:
             "first_day": first_day,
             "backfill_100_days": backfill,
             "day_after_100_days": day_after,
-            "peak_rss_growth_mib": day_after["peak_rss_mib"] - first_day["peak_rss_mib"],
-            "method": "recsys_assets.features.build_days in a fresh process per measurement: read the lake "
+            # What one day adds to its process's memory, on the first day and after 100 days built.
+            "day_memory_growth_mib": day_after["peak_increase_mib"] - first_day["peak_increase_mib"],
+            "method": "recsys.features.build.build_days in a fresh process per measurement: read the lake "
             "batches, stage ids, read the state rows they touch, build examples in one vectorized pass, "
             "replace state rows, deltas and examples in one transaction, then run the GX suites per day. "
             "GX's one-off import is paid before timing.",

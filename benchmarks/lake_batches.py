@@ -10,14 +10,17 @@ import argparse
 import time
 
 from benchmarks.common import dataset, peak_rss_mib, store_base, timed, write_result
-from recsys_assets import validation
-from recsys_assets.lake import archive_info, clean_batch
-from recsys_assets.partitions import partition_of
-from recsys_assets.raw import load_archive, load_movies
-from recsys_assets.transforms.cleaning import clean_movies
-from recsys_resources import open_store, store_urls
+from recsys.calendar import Calendar
+from recsys.lake import suites
+from recsys.lake.cleaning import clean_movies
+from recsys.lake.tables import archive_info, clean_batch
+from recsys.quality.gx import validate_all
+from recsys.raw.load import load_archive, load_movies
+from recsys.settings import DEFAULT_START_DATE, store_urls
+from recsys.stores import open_store
 
 BATCH = 50_000
+CALENDAR = Calendar.starting(DEFAULT_START_DATE)
 
 
 def main() -> None:
@@ -39,18 +42,18 @@ def main() -> None:
         info = archive_info(raw)
 
         started = time.perf_counter()
-        validation.validate_all(validation.batch_summary(0, 1, 1, 0), validation.lake_ratings_suites(
+        validate_all(suites.batch_summary(0, 1, 1, 0), suites.lake_ratings_suites(
             batch_size=BATCH, max_timestamp=info.max_timestamp)[2:])
         gx_first_call_s = round(time.perf_counter() - started, 3)
 
         # One partition: the last one, so the warm-up below does not touch its rows.
         last = args.partitions
         with timed() as one:
-            outcome = clean_batch(last, raw, lake, info, partition_of(last))
+            outcome = clean_batch(last, raw, lake, info, CALENDAR)
         assert all(c.success for c in outcome.checks if c.severity == "error")
 
         with timed() as many:
-            cleaned = sum(clean_batch(b, raw, lake, info, partition_of(b)).rows_raw for b in range(args.partitions))
+            cleaned = sum(clean_batch(b, raw, lake, info, CALENDAR).rows_raw for b in range(args.partitions))
     write_result(
         f"lake_batches_{args.store}",
         {
@@ -66,7 +69,7 @@ def main() -> None:
                 "mean_partition_s": round(many["wall_s"] / args.partitions, 3),
             },
             "peak_rss_mib": round(peak_rss_mib()),
-            "method": "recsys_assets.lake.clean_batch per partition: read the raw batch, clean (Polars), "
+            "method": "recsys.lake.tables.clean_batch per partition: read the raw batch, clean (Polars), "
             "replace the lake batch and its rejects in one transaction, mark raw rows processed, run the "
             "three GX suites. The range is the same loop a single-run backfill executes.",
         },

@@ -18,10 +18,17 @@ from pathlib import Path
 import polars as pl
 
 from benchmarks.common import dataset, peak_rss_mib, timed, write_result
-from recsys_assets import synthetic
-from recsys_assets import model as keras_model
-from recsys_assets.baselines import BiasBaseline
-from recsys_assets.transforms.features import YearScaler, build_examples, empty_movie_state, empty_user_state, movie_features
+from recsys.features.point_in_time import (
+    YearScaler,
+    build_examples,
+    empty_movie_state,
+    empty_user_state,
+    movie_features,
+)
+from recsys.models import artifacts, network, training
+from recsys.models.baselines import BiasBaseline
+from recsys.models.config import ModelConfig
+from recsys.sources.blocks import read_blocks
 
 BLOCK = 50_000
 
@@ -32,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     path = dataset(args.history + 2 * BLOCK)
     truth = json.loads((path / "truth.json").read_text())
-    ratings, movies = synthetic.read_blocks(path, BLOCK)
+    ratings, movies = read_blocks(path, BLOCK)
     history_blocks = args.history // BLOCK
     scaler = YearScaler.fit(ratings.filter(pl.col("block") < history_blocks), movies)
     started = time.perf_counter()
@@ -44,26 +51,29 @@ def main() -> None:
     history = examples.filter(pl.col("batch") < history_blocks)
     next_day = examples.filter(pl.col("batch") == history_blocks)
 
-    config = keras_model.ModelConfig()
-    model = keras_model.fresh_model(config)
-    full = keras_model.train(model, history, config, learning_rate=config.learning_rate, epochs=config.epochs)
+    config = ModelConfig()
+    model = network.fresh_model(config)
+    full = training.train(model, history, config, learning_rate=config.learning_rate, epochs=config.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "full.keras"
-        checksum = keras_model.save_model(model, artifact)
+        checksum = artifacts.save_model(model, artifact)
         with timed() as predicting:
-            predicted = keras_model.predict(model, next_day, config)
+            predicted = training.predict(model, next_day, config)
         truth_next = next_day["rating"].to_numpy()
         past = history.select("user_id", "movie_id", "rating")
-        bias = BiasBaseline().fit(past).predict(next_day)
+        with timed() as bias_fit:
+            fitted_bias = BiasBaseline().fit(past)
+        bias = fitted_bias.predict(next_day)
         scores = {
-            "global_mean": keras_model.metrics(truth_next, next_day["global_mean"].to_numpy())["mse"],
-            "bias": keras_model.metrics(truth_next, bias)["mse"],
-            "model": keras_model.metrics(truth_next, predicted)["mse"],
+            "global_mean": training.metrics(truth_next, next_day["global_mean"].to_numpy())["mse"],
+            "bias": training.metrics(truth_next, bias)["mse"],
+            "model": training.metrics(truth_next, predicted)["mse"],
         }
         no_history = (next_day["u_count"] == 0).to_numpy()
         with timed() as warm_total:
-            warm = keras_model.warm_start(artifact, checksum, config)
-            warm_report = keras_model.train(warm, next_day, config, learning_rate=config.warm_learning_rate, epochs=1)
+            warm = artifacts.warm_start(artifact, checksum, config)
+            # The pipeline's warm start: config.warm_epochs passes over the day.
+            warm_report = training.train(warm, next_day, config, learning_rate=config.warm_learning_rate, epochs=config.warm_epochs)
     floor = truth["noise_floor_mse"]
     write_result(
         "model_training",
@@ -74,8 +84,9 @@ def main() -> None:
                 "examples": full.examples, "epochs": full.epochs, "wall_s": round(full.seconds, 2),
                 "examples_per_s": round(full.examples_per_second),
             },
+            "bias_fit": {"ratings": past.height, **bias_fit},
             "warm_start_50k": {
-                "train_s": round(warm_report.seconds, 3), "with_load_s": warm_total["wall_s"],
+                "epochs": warm_report.epochs, "train_s": round(warm_report.seconds, 3), "with_load_s": warm_total["wall_s"],
                 "examples_per_s": round(warm_report.examples_per_second),
             },
             "prediction": {"examples": next_day.height, **predicting, "examples_per_s": round(next_day.height / predicting["wall_s"])},
@@ -83,16 +94,16 @@ def main() -> None:
                 **{k: round(v, 4) for k, v in scores.items()},
                 "noise_floor": round(floor, 4),
                 "oracle_bias": round(truth["oracle_bias_mse"], 4),
-                "model_no_history": round(keras_model.metrics(truth_next[no_history], predicted[no_history])["mse"], 4),
-                "bias_no_history": round(keras_model.metrics(truth_next[no_history], bias[no_history])["mse"], 4),
-                "model_with_history": round(keras_model.metrics(truth_next[~no_history], predicted[~no_history])["mse"], 4),
-                "bias_with_history": round(keras_model.metrics(truth_next[~no_history], bias[~no_history])["mse"], 4),
+                "model_no_history": round(training.metrics(truth_next[no_history], predicted[no_history])["mse"], 4),
+                "bias_no_history": round(training.metrics(truth_next[no_history], bias[no_history])["mse"], 4),
+                "model_with_history": round(training.metrics(truth_next[~no_history], predicted[~no_history])["mse"], 4),
+                "bias_with_history": round(training.metrics(truth_next[~no_history], bias[~no_history])["mse"], 4),
                 "no_history_share": round(float(no_history.mean()), 3),
                 "gap_closed": round((scores["bias"] - scores["model"]) / (scores["bias"] - floor), 3),
             },
             "peak_rss_mib": round(peak_rss_mib()),
-            "method": "benchmarks/model_training.py: examples from recsys_assets.transforms.features.build_examples; "
-            "training and prediction with recsys_assets.model at its default ModelConfig; baselines fitted on the "
+            "method": "benchmarks/model_training.py: examples from recsys.features.point_in_time.build_examples; "
+            "training and prediction with recsys.models (network, training) its default ModelConfig; baselines fitted on the "
             "history only; MSE on the first day after the history, which nothing trained on.",
         },
     )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.common import dataset, peak_rss_mib, store_base, timed, write_result
-from recsys_assets.raw import load_archive, load_movies
-from recsys_resources import open_store, store_urls
+from recsys.raw.load import load_archive, load_movies
+from recsys.settings import store_urls
+from recsys.stores import open_store
 
 
 def duckdb_reference(path) -> dict:
@@ -43,7 +44,7 @@ def main() -> None:
         **took,
         "rows_per_s": round(summary.rows / took["wall_s"]),
         "peak_rss_mib": round(peak_rss_mib()),
-        "method": "recsys_assets.raw.load_archive: Polars reads and splits the lines, types them (keeping the "
+        "method": "recsys.raw.load.load_archive: Polars reads and splits the lines, types them (keeping the "
         "text of lines that are not four numbers), sorts into replay order and tags batches; DuckDB ingests "
         "the Arrow buffers, PostgreSQL gets binary COPY (CSV COPY for lines with text), then BRIN summary "
         "and ANALYZE.",

@@ -23,7 +23,7 @@ def replay(mode: str, data) -> dict:
     store = WORK / "replay" / mode
     report_path = store / "report.json"
     args = [
-        sys.executable, "-m", "recsys_assets.cli", "replay", "--data", str(data), "--days", str(DAYS),
+        sys.executable, "-m", "recsys.cli", "replay", "--data", str(data), "--days", str(DAYS),
         "--batch-size", str(BATCH), "--bootstrap-rows", str(BOOTSTRAP), "--store", str(store),
         "--report", str(report_path), *(["--range-runs"] if mode == "range" else []),
     ]  # fmt: skip

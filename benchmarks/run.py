@@ -6,12 +6,14 @@ import subprocess
 import sys
 
 RUNS = [
+    ["benchmarks.demo"],
     ["benchmarks.lake_batches", "--store", "duckdb"],
     ["benchmarks.lake_batches", "--store", "postgres"],
     ["benchmarks.feature_days", "--store", "duckdb"],
     ["benchmarks.feature_days", "--store", "postgres"],
     ["benchmarks.model_training"],
     ["benchmarks.replay"],
+    ["benchmarks.fault_injection"],
     ["benchmarks.batch_recommendations", "--store", "duckdb"],
     ["benchmarks.batch_recommendations", "--store", "postgres"],
     ["benchmarks.api_latency"],

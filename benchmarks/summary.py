@@ -1,10 +1,20 @@
-"""Render benchmarks/results/*.json as the Markdown tables the README shows."""
+"""Render benchmarks/results/*.json as the Markdown table the README shows.
+
+`python -m benchmarks.summary` prints it; `--write-readme` puts it in README.md between the
+benchmarks markers, with the commits the results measured, so the README never holds a figure
+that no result file has.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 
-from benchmarks.common import RESULTS
+from benchmarks.common import RESULTS, ROOT
+
+README = ROOT.parent / "README.md"
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 
 
 def load(name: str) -> dict | None:
@@ -16,7 +26,7 @@ def rate(value: float) -> str:
     return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.0f}k"
 
 
-def main() -> None:
+def table() -> str:
     lines = ["| benchmark | DuckDB | PostgreSQL | target |", "|---|---|---|---|"]
     raw = {s: load(f"raw_load_{s}") for s in ("duckdb", "postgres")}
     if all(raw.values()):
@@ -52,9 +62,9 @@ def main() -> None:
             f"{rate(p['backfill_100_days']['rows_per_s'])}/s, {p['backfill_100_days']['peak_rss_mib'] / 1024:.1f} GiB | 500k/s DuckDB |"
         )
         lines.append(
-            f"| peak RSS of one day: first day vs after 100 days (MiB) | {d['first_day']['peak_rss_mib']} vs "
-            f"{d['day_after_100_days']['peak_rss_mib']} | {p['first_day']['peak_rss_mib']} vs "
-            f"{p['day_after_100_days']['peak_rss_mib']} | no growth |"
+            f"| memory one day adds to its process: first day vs after 100 days (MiB over the baseline) | "
+            f"{d['first_day']['peak_increase_mib']} vs {d['day_after_100_days']['peak_increase_mib']} | "
+            f"{p['first_day']['peak_increase_mib']} vs {p['day_after_100_days']['peak_increase_mib']} | no growth |"
         )
     model = load("model_training")
     if model:
@@ -64,9 +74,13 @@ def main() -> None:
             f"{rate(model['full_training']['examples_per_s'])} examples/s, {model['full_training']['wall_s']:.0f} s for "
             f"{model['full_training']['epochs']} epochs | | 300k examples/s |"
         )
+        warm = model["warm_start_50k"]
         lines.append(
-            f"| warm start on a 50k batch (train; with load) | {model['warm_start_50k']['train_s']:.2f} s; "
-            f"{model['warm_start_50k']['with_load_s']:.2f} s | | < 3 s |"
+            f"| warm start on a 50k batch, {warm['epochs']} epochs as in the pipeline (train; with load) | "
+            f"{warm['train_s']:.2f} s; {warm['with_load_s']:.2f} s | | < 3 s |"
+        )
+        lines.append(
+            f"| user+item bias fit on {model['bias_fit']['ratings'] / 1e6:.1f}M ratings | {model['bias_fit']['wall_s']:.2f} s | | < 3 s |"
         )
         lines.append(f"| prediction throughput | {rate(model['prediction']['examples_per_s'])} examples/s | | |")
         lines.append(
@@ -102,6 +116,19 @@ def main() -> None:
             f"+ {d['write']['wall_s']:.1f} s to store {d['write']['rows'] / 1e6:.0f}M rows | {p['compute_wall_s']:.0f} s, "
             f"+ {p['write']['wall_s']:.1f} s to store | < 120 s |"
         )
+    faults = load("fault_injection")
+    if faults:
+        equal = sum(not k["tables_differing"] for k in faults["kills"])
+        lines.append(
+            f"| SIGKILL during a {faults['days']}-day replay, then `--resume`: stores equal to an uninterrupted run, "
+            f"table by table ({faults['tables']} tables) | {equal} of {len(faults['kills'])} kill points | | all |"
+        )
+    demo = load("demo")
+    if demo:
+        lines.append(
+            f"| `make demo`'s `recsys demo`: generate, replay {demo['days']} days through Dagster ({demo['runs']} runs), report "
+            f"| {demo['wall_s']:.0f} s end to end | | |"
+        )
     api = load("api_latency")
     if api:
         for run in api["loads"]:
@@ -109,7 +136,31 @@ def main() -> None:
                 f"| GET /recommendations, {run['concurrency']} concurrent client(s) from a second process: p50 / p99, throughput "
                 f"| {run['p50_ms']:.1f} / {run['p99_ms']:.1f} ms, {run['requests_per_s']:.0f} requests/s | | p99 < 20 ms |"
             )
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+def measured_commits() -> str:
+    """Which commits the result files measured, and whether the tree had changes then."""
+    commits: dict[str, list[str]] = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        result = json.loads(path.read_text())
+        label = result.get("commit", "unknown")[:10] + ("" if result.get("tree_clean", False) else " (uncommitted changes)")
+        commits.setdefault(label, []).append(path.stem)
+    return "; ".join(f"commit {label}: {', '.join(names)}" for label, names in commits.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--write-readme", action="store_true", help="replace the table in README.md")
+    args = parser.parse_args()
+    block = f"{table()}\n\nMeasured at {measured_commits()}."
+    if not args.write_readme:
+        print(block)
+        return
+    text = README.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} section to replace.")
+    README.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{block}\n{END}", text, flags=re.S))
 
 
 if __name__ == "__main__":

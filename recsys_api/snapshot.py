@@ -17,13 +17,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recsys_assets import model as keras_model
-from recsys_assets import registry, serving_store
-from recsys_assets.genres import GENRE_SLUGS, GENRES, NO_GENRES
-from recsys_assets.features import state_as_of
-from recsys_assets.models import config_of, load_version
-from recsys_assets.partitions import partition_of
-from recsys_assets.transforms.features import (
+from recsys.calendar import Calendar
+from recsys.errors import RecsysError
+from recsys.features.point_in_time import (
     USER_STATE_COLUMNS,
     YearScaler,
     catalog_features,
@@ -32,8 +28,15 @@ from recsys_assets.transforms.features import (
     movie_features,
     user_features,
 )
-from recsys_resources import RecsysError, Settings, open_store
-from recsys_resources.stores import redact
+from recsys.features.state import state_as_of
+from recsys.genres import GENRE_SLUGS, GENRES, NO_GENRES
+from recsys.lake.cleaning import MAX_RATING, MIN_RATING
+from recsys.models import network, registry
+from recsys.models.config import ModelConfig
+from recsys.models.versions import config_of, load_version
+from recsys.serving import store as serving_store
+from recsys.settings import Settings
+from recsys.stores import Store, open_store, redact
 
 log = logging.getLogger("recsys.api")
 
@@ -57,7 +60,7 @@ class Snapshot:
     popular: pl.DataFrame  # movie_id, rank, mean_rating, ratings
     cold_user_vector: np.ndarray  # the user tower's output for a user with no ratings
     model: Any  # the champion (Keras), for movies described by features
-    config: keras_model.ModelConfig
+    config: ModelConfig
     year_scaler: YearScaler
     rating_count: int
     monitoring: dict[str, Any]
@@ -86,7 +89,7 @@ class Snapshot:
 
     def predict(self, user_vector: np.ndarray, movie_vector: np.ndarray) -> float:
         raw = self.serving.global_mean + float(np.dot(user_vector, movie_vector))
-        return float(np.clip(raw, keras_model.MIN_RATING, keras_model.MAX_RATING))
+        return float(np.clip(raw, MIN_RATING, MAX_RATING))
 
     def new_movie_vector(self, genres: list[str], year: int | None) -> np.ndarray:
         """The movie tower's vector for a movie known only by its genres and year (no ratings)."""
@@ -95,7 +98,7 @@ class Snapshot:
             schema={"movie_id": pl.Int64, "genres": pl.String, "year": pl.Int32},
         )
         row = catalog_features(movie_features(described, self.year_scaler), empty_movie_state(), self.serving.global_mean)
-        return keras_model.embed_movies(self.model, row, self.config)[0]
+        return network.embed_movies(self.model, row, self.config)[0]
 
 
 def _genre_profile(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,7 +115,7 @@ def user_profile(snapshot: Snapshot, row: int) -> dict[str, Any]:
     return {"ratings": int(values["u_count"]), "mean_rating": float(values["u_mean"]), "genres": _genre_profile(values)}
 
 
-def _monitoring(features) -> dict[str, Any]:
+def _monitoring(features: Store, calendar: Calendar) -> dict[str, Any]:
     """The latest day's test-then-train figures: MSE of champion and baselines, NDCG@10 and recall@10."""
     latest = features.scalar("SELECT max(batch) FROM model_metrics")
     if latest is None:
@@ -126,7 +129,7 @@ def _monitoring(features) -> dict[str, Any]:
         {"batch": latest},
     )
     return {
-        "partition": partition_of(latest),
+        "partition": calendar.partition_of(latest),
         "mse": {r["model"]: r["mse"] for r in mse.iter_rows(named=True)},
         "ndcg_at_10": {r["model"]: r["ndcg_at_10"] for r in ranks.iter_rows(named=True)},
         "recall_at_10": {r["model"]: r["recall_at_10"] for r in ranks.iter_rows(named=True)},
@@ -152,11 +155,11 @@ def load_snapshot(settings: Settings) -> Snapshot:
         )
         user_ids, user_vectors = serving_store.read_embeddings(features, "user", entry.model_version, entry.as_of_batch)
         movie_ids, movie_vectors = serving_store.read_embeddings(features, "movie", entry.model_version, entry.as_of_batch)
-        users_state, movies_state, _ = state_as_of(features, entry.as_of_batch)
+        users_state, movies_state, _ = state_as_of(features, entry.as_of_batch, settings.calendar)
         _, popular = serving_store.read_popularity(features)
         params = dict(features.query("SELECT name, value FROM feature_params").iter_rows())
         rating_count = int(users_state["u_count"].sum())
-        monitoring = _monitoring(features)
+        monitoring = _monitoring(features, settings.calendar)
     with open_store(settings.lake_url, read_only=True) as lake:
         catalog = lake.query("SELECT movie_id, title, year, genres FROM lake_movies")
 
@@ -189,7 +192,8 @@ def load_snapshot(settings: Settings) -> Snapshot:
         movies={
             row["movie_id"]: {
                 "title": row["title"],
-                "genres": [] if row["genres"] in (None, NO_GENRES) else row["genres"].split("|"),
+                # The lake writes a movie without genres as '' (NO_GENRES is the source files' spelling).
+                "genres": [] if row["genres"] in (None, "", NO_GENRES) else row["genres"].split("|"),
                 "year": row["year"],
                 "ratings": int(row["m_count"]),
                 "mean_rating": row["mean_rating"],
@@ -200,7 +204,7 @@ def load_snapshot(settings: Settings) -> Snapshot:
         movie_ids=movie_ids,
         movie_vectors=movie_vectors,
         popular=popular,
-        cold_user_vector=keras_model.embed_users(model, cold, config)[0],
+        cold_user_vector=network.embed_users(model, cold, config)[0],
         model=model,
         config=config,
         year_scaler=YearScaler(mean=params.get("year_mean", 0.0), std=params.get("year_std", 1.0)),

@@ -1,4 +1,4 @@
-"""Great Expectations results as Dagster asset checks, and user errors as Dagster failures.
+"""Great Expectations results and monitoring results as Dagster asset checks.
 
 One Dagster check per GX suite: an error-severity suite is a blocking check (a failure stops the
 assets downstream in the run), a warn-severity suite is a soft one. A range run (several
@@ -8,22 +8,15 @@ each partition's outcome in the metadata.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Protocol, Sequence
+from typing import Sequence
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Failure
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
-from recsys_assets import validation
-from recsys_resources import RecsysError
-
-
-class SuiteLike(Protocol):
-    name: str
-    severity: str
-    description: str
+from recsys.models.monitoring import DESCRIPTIONS, MonitoringResult
+from recsys.quality.results import SuiteResult, SuiteSpec
 
 
-def check_specs(asset_name: str, suites: Sequence[SuiteLike]) -> list[AssetCheckSpec]:
+def check_specs(asset_name: str, suites: Sequence[SuiteSpec]) -> list[AssetCheckSpec]:
     return [
         AssetCheckSpec(
             suite.name,
@@ -35,9 +28,9 @@ def check_specs(asset_name: str, suites: Sequence[SuiteLike]) -> list[AssetCheck
     ]
 
 
-def check_results(asset_name: str, results: dict[str, list[validation.SuiteResult]]) -> list[AssetCheckResult]:
+def check_results(asset_name: str, results: dict[str, list[SuiteResult]]) -> list[AssetCheckResult]:
     """One check result per suite, folding the partitions of a range run together."""
-    by_suite: dict[str, list[tuple[str, validation.SuiteResult]]] = {}
+    by_suite: dict[str, list[tuple[str, SuiteResult]]] = {}
     for partition, suite_results in results.items():
         for result in suite_results:
             by_suite.setdefault(result.suite, []).append((partition, result))
@@ -66,10 +59,20 @@ def check_results(asset_name: str, results: dict[str, list[validation.SuiteResul
     return checks
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn a RecsysError into a Dagster Failure: the run fails with the sentence, not a traceback."""
-    try:
-        yield
-    except RecsysError as error:
-        raise Failure(description=str(error), allow_retries=False) from None
+def monitoring_specs(asset_name: str) -> list[AssetCheckSpec]:
+    return [AssetCheckSpec(name, asset=asset_name, description=text) for name, text in DESCRIPTIONS.items()]
+
+
+def monitoring_results(asset_name: str, results: list[MonitoringResult]) -> list[AssetCheckResult]:
+    """Monitoring only warns: a champion worse than a baseline is news, not a reason to stop."""
+    return [
+        AssetCheckResult(
+            asset_key=asset_name,
+            check_name=result.name,
+            passed=result.passed,
+            severity=AssetCheckSeverity.WARN,
+            metadata=result.metadata,
+            description=result.description,
+        )
+        for result in results
+    ]

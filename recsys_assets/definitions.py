@@ -1,115 +1,74 @@
-"""The one Dagster `Definitions` of the platform.
+"""The code location: each layer's `Definitions` merged with the jobs, schedules and resources.
 
-Resources come from the environment (see recsys_resources.settings): the embedded default and a
-PostgreSQL deployment differ only there. Steps run in one process because DuckDB allows one
-writing process per file; PostgreSQL deployments gain nothing from step processes here since
-every layer's work is a vectorized pass over one batch.
+`build_definitions(settings)` is the whole platform for one settings value (the CLI's replay and
+the tests call it with theirs); `defs` is what `dagster dev` and the code server load, with the
+settings read from the environment when Dagster asks for them, not when the module is imported.
+Steps run in one process because DuckDB allows one writing process per file; PostgreSQL
+deployments gain nothing from step processes here since every layer's work is a vectorized pass
+over one batch.
 """
 
 from __future__ import annotations
 
-import os
-
 from dagster import (
     AssetSelection,
     Definitions,
-    EnvVar,
     build_schedule_from_partitioned_job,
     define_asset_job,
+    definitions,
     in_process_executor,
 )
 
+from recsys.settings import Settings
 from recsys_assets import features, lake, models, raw, serving
-from recsys_resources import ArchiveResource, ModelingResource, ServingResource, Settings, StoreResource
+from recsys_resources import build_resources
+
+LAYERS = (raw, lake, features, models, serving)
+
+BOOTSTRAP_ASSETS = [
+    "raw_movies", "raw_ratings", "lake_movies", "lake_bootstrap", "movie_features", "bootstrap_features", "initial_model",
+]  # fmt: skip
+# The daily pipeline is every daily-partitioned asset, in lineage order.
+DAILY_ASSETS = [
+    "lake_ratings", "user_genre_profiles", "training_examples", "model_metrics", "warm_model",
+    "user_embeddings", "movie_embeddings", "popular_movies", "batch_recommendations",
+]  # fmt: skip
 
 
-def _url(env_name: str, derived: str) -> str | EnvVar:
-    # An explicit URL is passed as an EnvVar so its password never shows in the UI's config.
-    return EnvVar(env_name) if os.environ.get(env_name) else derived
+def build_definitions(settings: Settings) -> Definitions:
+    calendar = settings.calendar
+    bootstrap_job = define_asset_job(
+        "bootstrap",
+        selection=AssetSelection.assets(*BOOTSTRAP_ASSETS),
+        description="Everything the first day stands on: the archive in the raw store, movies and the bootstrap "
+        "slice cleaned into the lake, the feature store started from the bootstrap, the first champion.",
+    )
+    daily_pipeline_job = define_asset_job(
+        "daily_pipeline",
+        selection=AssetSelection.assets(*DAILY_ASSETS),
+        description="Everything one day's batch feeds: clean and validate it into the lake, build its "
+        "point-in-time examples, score every model on it before training (test-then-train: MSE and "
+        "ranking), decide promotions, warm-start on it, then embed users and movies with the champion "
+        "and precompute recommendations for serving.",
+    )
+    weekly_retrain_job = define_asset_job(
+        "weekly_retrain",
+        selection=AssetSelection.assets("full_model"),
+        description="Train a model from scratch on every example up to the end of the week.",
+    )
+    orchestration = Definitions(
+        jobs=[bootstrap_job, daily_pipeline_job, weekly_retrain_job],
+        schedules=[
+            build_schedule_from_partitioned_job(daily_pipeline_job, hour_of_day=2),
+            # A week's partition is complete once its last day's daily run (02:00) is done.
+            build_schedule_from_partitioned_job(weekly_retrain_job, hour_of_day=4),
+        ],
+        resources=build_resources(settings),
+        executor=in_process_executor,
+    )
+    return Definitions.merge(*(layer.definitions(calendar) for layer in LAYERS), orchestration)
 
 
-def build_resources(settings: Settings | None = None) -> dict:
-    settings = settings or Settings.from_env()
-    return {
-        "archive": ArchiveResource(
-            data_dir=settings.data_dir,
-            batch_size=settings.batch_size,
-            bootstrap_rows=settings.bootstrap_rows,
-        ),
-        "raw_store": StoreResource(url=_url("RECSYS_RAW_URL", settings.raw_url), schema_name="raw"),
-        "lake_store": StoreResource(url=_url("RECSYS_LAKE_URL", settings.lake_url), schema_name="lake"),
-        "features_store": StoreResource(
-            url=_url("RECSYS_FEATURES_URL", settings.features_url), schema_name="features"
-        ),
-        "modeling": ModelingResource(artifact_dir=settings.model_dir, seed=settings.seed),
-        "serving": ServingResource(embedding_backend=settings.embedding_backend),
-    }
-
-
-ASSETS = [
-    raw.archive_ratings_file,
-    raw.archive_movies_file,
-    raw.raw_movies,
-    raw.raw_ratings,
-    lake.lake_movies,
-    lake.lake_bootstrap,
-    lake.lake_ratings,
-    features.movie_features,
-    features.bootstrap_features,
-    features.daily_features,
-    models.initial_model,
-    models.daily_models,
-    models.full_model,
-    serving.champion_embeddings,
-    serving.popular_movies,
-    serving.batch_recommendations,
-]
-
-bootstrap_job = define_asset_job(
-    "bootstrap",
-    selection=AssetSelection.assets(
-        raw.raw_movies,
-        raw.raw_ratings,
-        lake.lake_movies,
-        lake.lake_bootstrap,
-        features.movie_features,
-        features.bootstrap_features,
-        models.initial_model,
-    ),
-    description="Everything the first day stands on: the archive in the raw store, movies and the bootstrap "
-    "slice cleaned into the lake, the feature store started from the bootstrap, the first champion.",
-)
-
-daily_pipeline_job = define_asset_job(
-    "daily_pipeline",
-    selection=AssetSelection.assets(
-        lake.lake_ratings,
-        features.daily_features,
-        models.daily_models,
-        serving.champion_embeddings,
-        serving.popular_movies,
-        serving.batch_recommendations,
-    ),
-    description="Everything one day's batch feeds: clean and validate it into the lake, build its "
-    "point-in-time examples, score every model on it before training (test-then-train: MSE and "
-    "ranking), decide promotions, warm-start on it, then embed users and movies with the champion "
-    "and precompute recommendations for serving.",
-)
-
-weekly_retrain_job = define_asset_job(
-    "weekly_retrain",
-    selection=AssetSelection.assets(models.full_model),
-    description="Train a model from scratch on every example up to the end of the week.",
-)
-
-daily_schedule = build_schedule_from_partitioned_job(daily_pipeline_job, hour_of_day=2)
-# A week's partition is complete once its last day's daily run (02:00) is done.
-weekly_schedule = build_schedule_from_partitioned_job(weekly_retrain_job, hour_of_day=4)
-
-defs = Definitions(
-    assets=ASSETS,
-    jobs=[bootstrap_job, daily_pipeline_job, weekly_retrain_job],
-    schedules=[daily_schedule, weekly_schedule],
-    resources=build_resources(),
-    executor=in_process_executor,
-)
+@definitions
+def defs() -> Definitions:
+    return build_definitions(Settings.from_env())

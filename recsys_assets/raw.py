@@ -1,22 +1,19 @@
-"""RAW layer: the archive files loaded, as text, into the raw store.
+"""RAW layer in Dagster: the archive files, and their load into the raw store (`recsys.raw.load`)."""
 
-`load_archive` does the work (usable from the CLI and benchmarks); the assets below only wire it
-to resources and report what happened.
-"""
+# No `from __future__ import annotations`: Dagster reads the asset functions' type hints.
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    Definitions,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
-
-import datetime as dt
-import time
-from dataclasses import dataclass
-from pathlib import Path
-
-import polars as pl
-from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
-
-from recsys_assets import datasets
-from recsys_assets.checks import user_errors
-from recsys_assets.transforms.archive import batch_count, default_bootstrap_rows, order_archive, type_fields
-from recsys_resources import ArchiveResource, Store, StoreResource
+from recsys.calendar import Calendar
+from recsys.raw.load import load_archive, load_movies
+from recsys_assets.failures import user_errors
+from recsys_resources import ArchiveResource, StoreResource
 
 GROUP = "raw"
 OWNERS = ["team:data-platform"]
@@ -37,73 +34,6 @@ archive_movies_file = AssetSpec(
     kinds={"file"},
     owners=OWNERS,
 )
-
-
-@dataclass(frozen=True)
-class ArchiveSummary:
-    source: str
-    layout: str
-    rows: int
-    movies: int
-    bootstrap_rows: int
-    batch_size: int
-    batches: int
-    seconds: float
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds else float("nan")
-
-
-def load_movies(data_dir: Path, store: Store) -> int:
-    """Replace raw_movies with the archive's movies file, as text."""
-    movies = datasets.read_raw_movies(data_dir)
-    with store.transaction():
-        store.execute("DELETE FROM raw_movies")
-        store.insert("raw_movies", movies.select("movie_id", "title", "year", "genres"))
-    return movies.height
-
-
-def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: int | None) -> ArchiveSummary:
-    """Replace raw_ratings with the archive in replay order, each row tagged with its batch."""
-    started = time.perf_counter()
-    layout = datasets.detect_layout(data_dir)
-    raw = type_fields(datasets.scan_raw_ratings(data_dir)).collect()
-    total = raw.height
-    bootstrap = default_bootstrap_rows(total, bootstrap_rows, batch_size)
-    batches = batch_count(total, bootstrap, batch_size)
-    ordered = order_archive(raw, bootstrap, batch_size)
-    del raw  # the unordered copy: keep peak memory to one copy of the archive plus the order
-    loaded_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-    archive_row = pl.DataFrame(
-        {
-            "source": [str(data_dir)],
-            "layout": [layout.value],
-            "rows": [total],
-            "movies": [store.scalar("SELECT count(*) FROM raw_movies")],
-            "bootstrap_rows": [bootstrap],
-            "batch_size": [batch_size],
-            "batches": [batches],
-            "max_timestamp": [int(loaded_at.replace(tzinfo=dt.timezone.utc).timestamp())],
-            "loaded_at": [loaded_at],
-        }
-    )
-    with store.transaction():
-        for table in ("raw_ratings", "raw_archive", "raw_processed"):
-            store.execute(f"DELETE FROM {table}")
-        store.insert("raw_ratings", ordered)
-        store.insert("raw_archive", archive_row)
-    store.apply_schema("raw_loaded")
-    return ArchiveSummary(
-        source=str(data_dir),
-        layout=layout.value,
-        rows=total,
-        movies=int(archive_row["movies"][0]),
-        bootstrap_rows=bootstrap,
-        batch_size=batch_size,
-        batches=batches,
-        seconds=time.perf_counter() - started,
-    )
 
 
 @asset(
@@ -147,3 +77,8 @@ def raw_ratings(context: AssetExecutionContext, archive: ArchiveResource, raw_st
             "source": MetadataValue.path(summary.source),
         }
     )
+
+
+def definitions(calendar: Calendar) -> Definitions:
+    """The raw layer is not partitioned: the calendar is the other layers' concern."""
+    return Definitions(assets=[archive_ratings_file, archive_movies_file, raw_movies, raw_ratings])

@@ -1,22 +1,16 @@
-"""Typed Dagster resources: the three stores and the archive being replayed.
+"""Typed Dagster resources: the three stores, the archive being replayed, modeling and serving.
 
-The embedded default and a production deployment differ only in the URLs these resources get
-from the environment (see `settings.py`), never in asset code.
+Each resource is configuration plus a way to build the library object it stands for (an open
+`recsys.stores.Store`, `ModelingSettings`, `ServingSettings`). The embedded default and a
+production deployment differ only in the values `build_resources` gets from `Settings`.
 """
 
-from recsys_resources.errors import RecsysError
-from recsys_resources.resources import ArchiveResource, ModelingResource, ServingResource, StoreResource
-from recsys_resources.settings import Settings, store_urls
-from recsys_resources.stores import Store, open_store
+from recsys_resources.resources import (
+    ArchiveResource,
+    ModelingResource,
+    ServingResource,
+    StoreResource,
+    build_resources,
+)
 
-__all__ = [
-    "ArchiveResource",
-    "ModelingResource",
-    "RecsysError",
-    "ServingResource",
-    "Settings",
-    "Store",
-    "StoreResource",
-    "open_store",
-    "store_urls",
-]
+__all__ = ["ArchiveResource", "ModelingResource", "ServingResource", "StoreResource", "build_resources"]

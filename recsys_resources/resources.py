@@ -1,4 +1,4 @@
-"""Dagster resources. Thin on purpose: configuration plus a way to open the real thing."""
+"""Dagster resources. Thin on purpose: configuration plus a way to build the library's objects."""
 
 from __future__ import annotations
 
@@ -6,22 +6,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from recsys_resources.stores import Store, open_store
+from recsys.models.ranking import PopularityWindow
+from recsys.models.versions import ModelingSettings
+from recsys.serving.build import ServingSettings
+from recsys.settings import Settings, store_urls
+from recsys.stores import Store, open_store
 
 
 class StoreResource(ConfigurableResource):
     """One of the platform's databases (raw, lake or features), addressed by URL."""
 
-    url: str = Field(description="A DuckDB file path, or postgresql://user:password@host:port/database.")
+    url: str = Field(
+        description="A DuckDB file path or postgresql://user:password@host:port/database; with `store` set, "
+        "the directory or server URL all three stores live under (RECSYS_STORE)."
+    )
+    store: Optional[str] = Field(default=None, description="raw, lake or features: this store's URL is derived from `url`.")
     schema_name: str = Field(description="The file in sql/ that creates this store's tables.")
 
     @contextmanager
     def open(self) -> Iterator[Store]:
         """Open the store with its schema applied; closed again on exit."""
-        store = open_store(self.url)
+        store = open_store(store_urls(self.url)[self.store] if self.store else self.url)
         try:
             store.apply_schema(self.schema_name)
             yield store
@@ -30,7 +38,11 @@ class StoreResource(ConfigurableResource):
 
 
 class ArchiveResource(ConfigurableResource):
-    """The ratings archive being replayed and how it is cut into batches."""
+    """The ratings archive being replayed and how the raw load cuts it into batches.
+
+    The raw store records the batch size and bootstrap it was loaded with; every layer after the
+    raw load reads them from there, so these values matter only when the archive is loaded.
+    """
 
     data_dir: str = Field(description="Directory of a MovieLens or Netflix Prize dataset.")
     batch_size: int = Field(default=50_000, description="Rows per daily partition.")
@@ -48,7 +60,7 @@ class ArchiveResource(ConfigurableResource):
 class ModelingResource(ConfigurableResource):
     """Where model artifacts go, the seed, and the knobs of promotion and monitoring.
 
-    The model's own hyper-parameters are recsys_assets.model.ModelConfig, recorded with every version.
+    The model's own hyper-parameters are recsys.models.config.ModelConfig, recorded with every version.
     """
 
     artifact_dir: str = Field(description="Directory of the .keras model artifacts.")
@@ -65,11 +77,14 @@ class ModelingResource(ConfigurableResource):
     )
     trailing_days: int = Field(default=7, description="Days in the trailing median of the degradation check.")
 
-    @property
-    def directory(self) -> Path:
-        path = Path(self.artifact_dir).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def settings(self) -> ModelingSettings:
+        return ModelingSettings(
+            artifact_dir=self.artifact_dir,
+            seed=self.seed,
+            promotion_margin=self.promotion_margin,
+            degradation_tolerance=self.degradation_tolerance,
+            trailing_days=self.trailing_days,
+        )
 
 
 class ServingResource(ConfigurableResource):
@@ -86,3 +101,34 @@ class ServingResource(ConfigurableResource):
         default="auto",
         description="auto: pgvector on a PostgreSQL server that offers it, otherwise float arrays; array: always arrays.",
     )
+
+    def settings(self) -> ServingSettings:
+        return ServingSettings(
+            recommendations_per_user=self.recommendations_per_user,
+            popularity=PopularityWindow(days=self.popularity_days, min_ratings=self.popularity_min_ratings),
+            embedding_backend=self.embedding_backend,
+        )
+
+
+def build_resources(settings: Settings) -> dict:
+    """The resources of the code location, from one settings value."""
+
+    def store(name: str) -> StoreResource:
+        # A URL that came from the environment goes to Dagster as its variable's name, so a
+        # password in it never shows in the UI's config or the event log.
+        if name in settings.url_variables:
+            return StoreResource(url=EnvVar(settings.url_variables[name]), schema_name=name)
+        if settings.base_variable:
+            return StoreResource(url=EnvVar(settings.base_variable), store=name, schema_name=name)
+        return StoreResource(url=settings.urls[name], schema_name=name)
+
+    return {
+        "archive": ArchiveResource(
+            data_dir=settings.data_dir, batch_size=settings.batch_size, bootstrap_rows=settings.bootstrap_rows
+        ),
+        "raw_store": store("raw"),
+        "lake_store": store("lake"),
+        "features_store": store("features"),
+        "modeling": ModelingResource(artifact_dir=settings.model_dir, seed=settings.seed),
+        "serving": ServingResource(embedding_backend=settings.embedding_backend),
+    }

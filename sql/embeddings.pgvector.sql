@@ -1,17 +1,17 @@
 -- Tower outputs of a model version as of a batch, as pgvector vectors with an HNSW index for
--- similarity search. 32 is ModelConfig.embedding_dim; the writer refuses vectors of another size.
+-- similarity search. {embedding_dim} is filled in with recsys.models.config.EMBEDDING_DIM when the file runs.
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE TABLE IF NOT EXISTS user_embeddings (
     model_version TEXT       NOT NULL,
     as_of_batch   INTEGER    NOT NULL,
     user_id       BIGINT     NOT NULL,
-    embedding     vector(32) NOT NULL
+    embedding     vector({embedding_dim}) NOT NULL
 );
 CREATE TABLE IF NOT EXISTS movie_embeddings (
     model_version TEXT       NOT NULL,
     as_of_batch   INTEGER    NOT NULL,
     movie_id      BIGINT     NOT NULL,
-    embedding     vector(32) NOT NULL
+    embedding     vector({embedding_dim}) NOT NULL
 );
 CREATE INDEX IF NOT EXISTS user_embeddings_version ON user_embeddings (model_version, user_id);
 CREATE INDEX IF NOT EXISTS movie_embeddings_version ON movie_embeddings (model_version, movie_id);

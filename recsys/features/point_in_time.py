@@ -1,0 +1,274 @@
+"""Point-in-time features and training examples (pure Polars).
+
+A rating in block b (a daily batch, or a slice of the bootstrap) is described by features that
+use only ratings of blocks before b: the user's and the movie's cumulative state as it stood
+when block b began. A feature computed with the rating it describes would be target leakage.
+
+State is cumulative sums and counts, so it updates incrementally: `build_examples` takes the state
+before the first block of a range, walks the range's blocks in one vectorized pass (per-block
+deltas, cumulative sums per user and movie, an as-of join for "before this block") and returns the
+examples plus the state after the range. One day is a range of one block; a backfill is a range
+of many, with results identical to running its days one at a time.
+
+User state, one row per user: u_sum, u_count (all ratings) and ug_sum_<genre>, ug_count_<genre>
+(ratings of movies in that genre; a movie counts toward each of its genres). Movie state: m_sum,
+m_count. Global state: the sum and count of all ratings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from recsys.genres import GENRE_SLUGS, GENRES
+
+# The rating a movie or the platform is assumed to have before any rating exists: the middle of
+# MovieLens' long-run mean (3.5). Used for `global_mean` before the first rating and, through
+# it, for a movie's mean before its first rating (a movie without ratings gets the global mean).
+PRIOR_RATING = 3.5
+
+GENRE_FLAGS = [f"mg_{s}" for s in GENRE_SLUGS]
+USER_SUMS = ["u_sum", *[f"ug_sum_{s}" for s in GENRE_SLUGS]]
+USER_COUNTS = ["u_count", *[f"ug_count_{s}" for s in GENRE_SLUGS]]
+USER_STATE_COLUMNS = ["user_id", *[c for pair in zip(USER_SUMS, USER_COUNTS) for c in pair]]
+MOVIE_STATE_COLUMNS = ["movie_id", "m_sum", "m_count"]
+MOVIE_FEATURE_COLUMNS = ["movie_id", *GENRE_FLAGS, "m_no_genre", "m_year_z", "m_year_known"]
+
+EXAMPLE_KEYS = ["batch", "seq", "user_id", "movie_id", "rating", "timestamp"]
+EXAMPLE_FEATURES = [
+    "global_mean",
+    "u_count",
+    "u_mean",
+    *[f"ug_count_{s}" for s in GENRE_SLUGS],
+    *[f"ug_mean_{s}" for s in GENRE_SLUGS],
+    "m_count",
+    "m_mean",
+    *GENRE_FLAGS,
+    "m_no_genre",
+    "m_year_z",
+    "m_year_known",
+]
+EXAMPLE_COLUMNS = [*EXAMPLE_KEYS, *EXAMPLE_FEATURES]
+
+
+def empty_user_state() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={c: (pl.Int64 if c == "user_id" or c in USER_COUNTS else pl.Float64) for c in USER_STATE_COLUMNS}
+    )
+
+
+def empty_movie_state() -> pl.DataFrame:
+    return pl.DataFrame(schema={"movie_id": pl.Int64, "m_sum": pl.Float64, "m_count": pl.Int64})
+
+
+@dataclass(frozen=True)
+class YearScaler:
+    """Release-year standardization, fitted once on the movies rated in the bootstrap slice."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, bootstrap_ratings: pl.DataFrame, movies: pl.DataFrame) -> YearScaler:
+        years = movies.join(bootstrap_ratings.select("movie_id").unique(), on="movie_id")["year"].drop_nulls()
+        if years.len() < 2 or not years.std():
+            return cls(mean=float(years.mean() or 0.0), std=1.0)
+        return cls(mean=float(years.mean()), std=float(years.std()))
+
+
+def movie_features(movies: pl.DataFrame, scaler: YearScaler) -> pl.DataFrame:
+    """Static movie features: one-hot genres, a no-genre flag, standardized release year.
+
+    A movie without a known year gets year_z 0 (the mean) and m_year_known 0, so the model can
+    tell "average year" from "unknown year".
+    """
+    genres = pl.col("genres").str.split("|")
+    flags = [genres.list.contains(pl.lit(g)).fill_null(False).cast(pl.Int8).alias(f) for g, f in zip(GENRES, GENRE_FLAGS)]
+    return (
+        movies.with_columns(flags)
+        .with_columns(
+            m_no_genre=(pl.sum_horizontal(GENRE_FLAGS) == 0).cast(pl.Int8),
+            m_year_z=((pl.col("year").cast(pl.Float64) - scaler.mean) / scaler.std).fill_null(0.0),
+            m_year_known=pl.col("year").is_not_null().cast(pl.Int8),
+        )
+        .select(MOVIE_FEATURE_COLUMNS)
+        .sort("movie_id")
+    )
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a range of blocks produces: its examples and the state after its last block."""
+
+    examples: pl.DataFrame
+    user_deltas: pl.DataFrame  # per (block, user): the block's own sums and counts
+    movie_deltas: pl.DataFrame  # per (block, movie)
+    users_after: pl.DataFrame  # new state rows of every user the range touched
+    movies_after: pl.DataFrame
+    global_sum: float
+    global_count: int
+
+
+def _user_deltas(rated: pl.DataFrame) -> pl.DataFrame:
+    """Per (block, user): sums and counts over all ratings and per genre."""
+    flag = [pl.col(f) for f in GENRE_FLAGS]
+    return (
+        rated.group_by("block", "user_id")
+        .agg(
+            pl.col("rating").sum().alias("u_sum"),
+            pl.len().cast(pl.Int64).alias("u_count"),
+            *[(pl.col("rating") * f).sum().alias(f"ug_sum_{s}") for f, s in zip(flag, GENRE_SLUGS)],
+            *[f.cast(pl.Int64).sum().alias(f"ug_count_{s}") for f, s in zip(flag, GENRE_SLUGS)],
+        )
+        .select("block", *USER_STATE_COLUMNS)
+    )
+
+
+def _movie_deltas(ratings: pl.DataFrame) -> pl.DataFrame:
+    return (
+        ratings.group_by("block", "movie_id")
+        .agg(pl.col("rating").sum().alias("m_sum"), pl.len().cast(pl.Int64).alias("m_count"))
+        .select("block", *MOVIE_STATE_COLUMNS)
+    )
+
+
+def _before_each_block(
+    ratings: pl.DataFrame, deltas: pl.DataFrame, key: str, state_before: pl.DataFrame, columns: list[str]
+) -> pl.DataFrame:
+    """Attach to every rating its key's state as it stood when the rating's block began."""
+    cumulative = deltas.sort(key, "block").with_columns(pl.col(columns).cum_sum().over(key)).sort("block")
+    # Strictly earlier blocks of this range only: a rating never sees its own block.
+    within = ratings.sort("block").join_asof(
+        cumulative.select("block", key, *columns),
+        on="block",
+        by=key,
+        strategy="backward",
+        allow_exact_matches=False,
+        # Both sides are sorted by block just above; Polars cannot verify it when `by` is given
+        # and would warn on every call.
+        check_sortedness=False,
+    )
+    start = state_before.select(key, *[pl.col(c).alias(f"{c}__start") for c in columns])
+    return within.join(start, on=key, how="left").with_columns(
+        (pl.col(c).fill_null(0) + pl.col(f"{c}__start").fill_null(0)).alias(c) for c in columns
+    )
+
+
+def _mean(total: str, count: str, otherwise: pl.Expr) -> pl.Expr:
+    return pl.when(pl.col(count) > 0).then(pl.col(total) / pl.col(count)).otherwise(otherwise)
+
+
+def build_examples(
+    ratings: pl.DataFrame,
+    features: pl.DataFrame,
+    users_before: pl.DataFrame,
+    movies_before: pl.DataFrame,
+    global_sum: float,
+    global_count: int,
+) -> Built:
+    """Examples for every rating of a range of blocks, from the state before the range.
+
+    `ratings` has block, batch, seq, user_id, movie_id, rating, timestamp (block orders the days:
+    the batch, or a bootstrap slice); `features` is `movie_features` output. `users_before` and
+    `movies_before` hold the state rows (at least) of the users and movies in `ratings`.
+    """
+    rated = ratings.join(features.select("movie_id", *GENRE_FLAGS), on="movie_id", how="left").with_columns(
+        pl.col(GENRE_FLAGS).fill_null(0)
+    )
+    user_deltas = _user_deltas(rated)
+    movie_deltas = _movie_deltas(ratings)
+    user_value_columns = USER_STATE_COLUMNS[1:]
+    frame = _before_each_block(ratings, user_deltas, "user_id", users_before, user_value_columns)
+    frame = _before_each_block(frame, movie_deltas, "movie_id", movies_before, ["m_sum", "m_count"])
+
+    per_block = (
+        ratings.group_by("block")
+        .agg(pl.col("rating").sum().alias("g_sum"), pl.len().cast(pl.Int64).alias("g_count"))
+        .sort("block")
+        .with_columns(
+            (pl.col("g_sum").cum_sum().shift(1, fill_value=0.0) + global_sum).alias("g_sum_before"),
+            (pl.col("g_count").cum_sum().shift(1, fill_value=0) + global_count).alias("g_count_before"),
+        )
+    )
+    global_mean = _mean("g_sum_before", "g_count_before", pl.lit(PRIOR_RATING))
+    examples = (
+        frame.join(per_block.select("block", global_mean.alias("global_mean")), on="block", how="left")
+        .join(features, on="movie_id", how="left")
+        .with_columns(
+            u_mean=_mean("u_sum", "u_count", pl.lit(0.0)),
+            m_mean=_mean("m_sum", "m_count", pl.col("global_mean")),
+            **{f"ug_mean_{s}": _mean(f"ug_sum_{s}", f"ug_count_{s}", pl.lit(0.0)) for s in GENRE_SLUGS},
+        )
+        .with_columns(
+            # A movie missing from the features table has no genres and no known year.
+            pl.col(GENRE_FLAGS).fill_null(0),
+            pl.col("m_no_genre").fill_null(1),
+            pl.col("m_year_z").fill_null(0.0),
+            pl.col("m_year_known").fill_null(0),
+        )
+        .select(EXAMPLE_COLUMNS)
+        .sort("seq")
+    )
+    users_after = _add_totals(users_before, user_deltas, "user_id", user_value_columns)
+    movies_after = _add_totals(movies_before, movie_deltas, "movie_id", ["m_sum", "m_count"])
+    return Built(
+        examples=examples,
+        user_deltas=user_deltas,
+        movie_deltas=movie_deltas,
+        users_after=users_after,
+        movies_after=movies_after,
+        global_sum=global_sum + float(ratings["rating"].sum()),
+        global_count=global_count + ratings.height,
+    )
+
+
+def _add_totals(before: pl.DataFrame, deltas: pl.DataFrame, key: str, columns: list[str]) -> pl.DataFrame:
+    """State after the range for every key the range touched: state before plus all its deltas."""
+    totals = deltas.group_by(key).agg(pl.col(columns).sum())
+    return (
+        totals.join(before, on=key, how="left", suffix="__before")
+        .with_columns((pl.col(c) + pl.col(f"{c}__before").fill_null(0)).alias(c) for c in columns)
+        .select(key, *columns)
+        .sort(key)
+    )
+
+
+def subtract(state: pl.DataFrame, deltas: pl.DataFrame, key: str) -> pl.DataFrame:
+    """State with some blocks' deltas taken back out (rewinding); keys left with no ratings drop."""
+    columns = [c for c in state.columns if c != key]
+    count = "u_count" if key == "user_id" else "m_count"
+    totals = deltas.group_by(key).agg(pl.col(columns).sum())
+    return (
+        state.join(totals, on=key, how="left", suffix="__delta")
+        .with_columns((pl.col(c) - pl.col(f"{c}__delta").fill_null(0)).alias(c) for c in columns)
+        .select(key, *columns)
+        .filter(pl.col(count) > 0)
+    )
+
+
+def user_features(users: pl.DataFrame, global_mean: float) -> pl.DataFrame:
+    """Users' features from their state rows, defined exactly as in training examples.
+
+    What the model sees of a user as of the state: used to embed every user for serving.
+    """
+    return users.select(
+        "user_id",
+        pl.lit(global_mean, dtype=pl.Float64).alias("global_mean"),
+        "u_count",
+        _mean("u_sum", "u_count", pl.lit(0.0)).alias("u_mean"),
+        *[f"ug_count_{s}" for s in GENRE_SLUGS],
+        *[_mean(f"ug_sum_{s}", f"ug_count_{s}", pl.lit(0.0)).alias(f"ug_mean_{s}") for s in GENRE_SLUGS],
+    )
+
+
+def catalog_features(features: pl.DataFrame, movies: pl.DataFrame, global_mean: float) -> pl.DataFrame:
+    """Every movie of the catalog (`movie_features` rows) with its rating state (`movies`, which
+    may lack unrated movies) as the model sees it; an unrated movie's mean is the global mean."""
+    return (
+        features.join(movies.select("movie_id", "m_sum", "m_count"), on="movie_id", how="left")
+        .with_columns(pl.col("m_count").fill_null(0), pl.col("m_sum").fill_null(0.0), global_mean=pl.lit(global_mean, dtype=pl.Float64))
+        .with_columns(m_mean=_mean("m_sum", "m_count", pl.col("global_mean")))
+        .select("movie_id", "global_mean", "m_count", "m_mean", *GENRE_FLAGS, "m_no_genre", "m_year_z", "m_year_known")
+        .sort("movie_id")
+    )

@@ -1,0 +1,97 @@
+"""Model artifacts: .keras files with their optimizer state, identified by a sha256 checked on load."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recsys.errors import RecsysError
+from recsys.models.config import (
+    GLOBAL_MEAN_INPUT,
+    MOVIE_INPUT,
+    MOVIE_TOWER,
+    USER_INPUT,
+    USER_TOWER,
+    ModelConfig,
+)
+from recsys.models.network import keras_module
+
+if TYPE_CHECKING:
+    import keras
+
+
+def file_sha256(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model(model: keras.Model, path: Path | str) -> str:
+    """Write `model` with its optimizer state to a .keras file and return the file's sha256.
+
+    The .keras file records when it was saved (to the second), so saving the same model twice
+    gives two checksums: the checksum identifies the file, not the weights. Keras restores an optimizer's
+    state only if the saved optimizer was built (it otherwise warns "Skipping variable loading
+    for optimizer" and starts from zero moments); `fresh_model` builds it, so every model made
+    here saves its full state even before training.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise RecsysError(f"Model artifact {path} must have the .keras suffix.")
+    # Written beside its final name, flushed to disk, then renamed over it: a crash mid-save
+    # leaves the previous file whole (a rename within a directory is atomic), never a torn one.
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(partial)
+        with open(partial, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(partial, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        raise RecsysError(f"Model artifact {path} cannot be written: {error.strerror or error}.") from error
+    finally:
+        partial.unlink(missing_ok=True)
+    return file_sha256(path)
+
+
+def load_model(path: Path | str, expected_sha256: str) -> keras.Model:
+    """The model saved at `path`, with its optimizer state, once the file's sha256 matches."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecsysError(f"Model artifact {path} does not exist.")
+    actual = file_sha256(path)
+    if actual != expected_sha256:
+        raise RecsysError(
+            f"Model artifact {path} does not match its recorded checksum "
+            f"(expected sha256 {expected_sha256[:12]}..., found {actual[:12]}...)."
+        )
+    if not zipfile.is_zipfile(path):
+        # Checked here because Keras reports a file that is not a zip archive as "File not found".
+        raise RecsysError(f"Model artifact {path} is not a valid .keras model file (it is not a zip archive).")
+    keras = keras_module()
+    try:
+        model = keras.models.load_model(path, compile=True)
+    except Exception as error:  # Keras raises ValueError, OSError, KeyError, BadZipFile, ... here
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RecsysError(f"Model artifact {path} is not a valid .keras model file ({first_line}).") from error
+    names = {layer.name for layer in model.layers}
+    if not {USER_INPUT, MOVIE_INPUT, GLOBAL_MEAN_INPUT, USER_TOWER, MOVIE_TOWER} <= names or model.optimizer is None:
+        raise RecsysError(f"Model artifact {path} holds no compiled two-tower model with its optimizer.")
+    return model
+
+
+def warm_start(parent_path: Path | str, checksum: str, config: ModelConfig) -> keras.Model:
+    """The parent model, verified by `checksum`, with its optimizer state, at the warm learning rate."""
+    model = load_model(parent_path, checksum)
+    model.optimizer.learning_rate = config.warm_learning_rate
+    return model

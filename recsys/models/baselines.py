@@ -1,0 +1,119 @@
+"""Reference predictors the two-tower model must beat: the global mean and user+item biases.
+
+Why: a model's MSE means little alone. The global mean is the floor of usefulness, and the
+regularized bias model (rating ~ mu + b_u + b_i) is the classic strong baseline; the genre model
+earns its keep only by beating it (the synthetic data's `oracle_bias_mse` says how well an ideal
+bias model could do). Both fit on past ratings only (the caller passes them) and predict any
+frame with user_id and movie_id.
+
+The bias model is fitted by alternating ridge updates, each a closed form over all ratings at
+once: b_i = sum(r - mu - b_u) / (n_i + reg_item), then b_u = sum(r - mu - b_i) / (n_u + reg_user).
+Each pass is two np.bincount calls over arrays indexed by id. Ids are their own array positions
+when they are small non-negative integers (MovieLens and Netflix ids are), which avoids a sort;
+other ids are ranked densely first (a Polars rank, ~0.6 s per 4.5M ratings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from recsys.errors import RecsysError
+from recsys.lake.cleaning import MAX_RATING, MIN_RATING
+
+
+def _check(frame: pl.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise RecsysError(f"The {what} frame lacks the column(s) {', '.join(missing)}.")
+
+
+def _clip(values: np.ndarray) -> np.ndarray:
+    return np.clip(values, MIN_RATING, MAX_RATING)
+
+
+def _positions(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's position, the id at each position): bias arrays are indexed by position.
+
+    Positions of ids never seen simply get count 0 and are dropped from the fitted tables.
+    """
+    values = ids.cast(pl.Int64).to_numpy()
+    low, high = int(values.min()), int(values.max())
+    if low >= 0 and high < max(4 * values.size, 1_000_000):
+        return values, np.arange(high + 1, dtype=np.int64)
+    positions = (ids.rank("dense") - 1).cast(pl.Int64).to_numpy()
+    id_at = np.empty(int(positions.max()) + 1, dtype=np.int64)
+    id_at[positions] = values
+    return positions, id_at
+
+
+@dataclass
+class GlobalMeanBaseline:
+    """Predicts the mean of all training ratings for everyone."""
+
+    mu: float = float("nan")
+
+    def fit(self, ratings: pl.DataFrame) -> GlobalMeanBaseline:
+        _check(ratings, ["rating"], "ratings")
+        if ratings.height == 0:
+            raise RecsysError("The ratings to fit the global mean baseline on are empty.")
+        self.mu = float(ratings["rating"].mean())
+        return self
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        if np.isnan(self.mu):
+            raise RecsysError("The global mean baseline must be fitted before it predicts.")
+        return _clip(np.full(frame.height, self.mu, dtype=np.float64))
+
+
+@dataclass
+class BiasBaseline:
+    """rating ~ mu + b_u + b_i with L2-regularized biases; unknown users and movies get bias 0."""
+
+    mu: float = float("nan")
+    user_bias: pl.DataFrame | None = None  # user_id, bias: one row per user with ratings
+    movie_bias: pl.DataFrame | None = None  # movie_id, bias
+
+    def fit(
+        self,
+        ratings: pl.DataFrame,
+        reg_user: float = 5.0,
+        reg_item: float = 10.0,
+        iterations: int = 4,
+    ) -> BiasBaseline:
+        """Fit on `ratings` (user_id, movie_id, rating); regs are in units of pseudo-ratings at 0."""
+        _check(ratings, ["user_id", "movie_id", "rating"], "ratings")
+        if ratings.height == 0:
+            raise RecsysError("The ratings to fit the bias baseline on are empty.")
+        u, user_ids = _positions(ratings["user_id"])
+        i, movie_ids = _positions(ratings["movie_id"])
+        residual = ratings["rating"].cast(pl.Float64).to_numpy()
+        mu = float(residual.mean())
+        residual = residual - mu
+        user_counts = np.bincount(u, minlength=user_ids.size)
+        item_counts = np.bincount(i, minlength=movie_ids.size)
+        b_u = np.zeros(user_ids.size)
+        b_i = np.zeros(movie_ids.size)
+        for _ in range(max(iterations, 1)):
+            b_i = np.bincount(i, weights=residual - b_u[u], minlength=movie_ids.size) / (item_counts + reg_item)
+            b_u = np.bincount(u, weights=residual - b_i[i], minlength=user_ids.size) / (user_counts + reg_user)
+        self.mu = mu
+        self.user_bias = pl.DataFrame({"user_id": user_ids[user_counts > 0], "bias": b_u[user_counts > 0]})
+        self.movie_bias = pl.DataFrame({"movie_id": movie_ids[item_counts > 0], "bias": b_i[item_counts > 0]})
+        return self
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        """mu + b_u + b_i for each row of `frame` (user_id, movie_id), clipped to 0.5..5.0."""
+        if self.user_bias is None or self.movie_bias is None:
+            raise RecsysError("The bias baseline must be fitted before it predicts.")
+        _check(frame, ["user_id", "movie_id"], "prediction")
+        ids = frame.select(pl.col("user_id").cast(pl.Int64), pl.col("movie_id").cast(pl.Int64))
+        # Left joins keep every row in its order (maintain_order="left").
+        joined = ids.join(self.user_bias.rename({"bias": "b_u"}), on="user_id", how="left", maintain_order="left").join(
+            self.movie_bias.rename({"bias": "b_i"}), on="movie_id", how="left", maintain_order="left"
+        )
+        b_u = joined["b_u"].fill_null(0.0).to_numpy()
+        b_i = joined["b_i"].fill_null(0.0).to_numpy()
+        return _clip(self.mu + b_u + b_i)

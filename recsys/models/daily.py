@@ -1,0 +1,224 @@
+"""A day of the models layer: test-then-train scoring, the promotion gate, then the warm start.
+
+A day k runs in this order: first every model is scored on day k's examples before anything has
+trained on them (the champion in service, the latest warm and full candidates, and the
+global-mean and user+item-bias baselines fitted on the past), then the promotion gate decides on
+the candidates with those figures, then the day's warm start fine-tunes yesterday's warm model
+(or the champion just promoted) on day k. A range of days goes through them one after another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from recsys.calendar import Calendar
+from recsys.errors import RecsysError
+from recsys.features.build import stored_movie_features
+from recsys.features.point_in_time import catalog_features
+from recsys.features.state import state_as_of
+from recsys.models import artifacts, network, ranking, registry, training
+from recsys.models.baselines import BiasBaseline
+from recsys.models.versions import (
+    ModelingSettings,
+    config_of,
+    examples_where,
+    load_version,
+    save_version,
+)
+from recsys.stores import Store
+
+# Most ratings of a replayed day come from users with little or no earlier history, so MSE is
+# reported for them apart from the rest (a model can shine on one and fail the other).
+SEGMENTS = {
+    "all": lambda history: np.ones_like(history, dtype=bool),
+    "with_history": lambda history: history > 0,
+    "no_history": lambda history: history == 0,
+}
+
+
+@dataclass
+class DayReport:
+    batch: int
+    partition_key: str
+    mse: dict[str, float | None]  # model -> MSE on the day (None where there is no such model)
+    segments: pl.DataFrame  # model, version, segment, rows, mse, rmse, mae
+    ranking: pl.DataFrame  # model, version, protocol, segment, users, ndcg_at_10, recall_at_10
+    champion_before: str
+    champion_after: str
+    decisions: list[registry.Decision] = field(default_factory=list)
+    warm_version: str = ""
+    warm_seconds: float = 0.0
+    rescored: bool = False  # the day had been scored before; its first figures were kept
+
+
+@dataclass
+class DayScores:
+    """What scoring a day before training on it gives: the MSE table and what it was computed from."""
+
+    table: pl.DataFrame  # model, version, segment, rows, mse, rmse, mae
+    models: dict[str, registry.ModelVersion]
+    examples: pl.DataFrame
+    past: pl.DataFrame  # the lake's ratings before the day: batch, user_id, movie_id, rating
+    champion_model: object
+    champion_predictions: np.ndarray
+
+
+def score_day(batch: int, lake: Store, features: Store, calendar: Calendar) -> DayScores:
+    """Test before train: every model and baseline on day `batch`, which none has trained on."""
+    examples = examples_where(features, "batch = $batch", {"batch": batch})
+    if examples.height == 0:
+        raise RecsysError(
+            f"Partition {calendar.partition_of(batch)} has no training examples: materialize training_examples for it first."
+        )
+    champion = registry.champion(features)
+    if champion is None:
+        raise RecsysError("No model is in service yet: materialize initial_model first.")
+    models = {"champion": champion}
+    for kind in ("warm", "full"):
+        candidate = registry.latest(features, kind, batch)
+        if candidate is not None:
+            models[kind] = candidate
+    past = lake.query("SELECT batch, user_id, movie_id, rating FROM lake_ratings WHERE batch < $batch", {"batch": batch})
+    predictions = {
+        "global_mean": examples["global_mean"].to_numpy(),
+        "bias": BiasBaseline().fit(past).predict(examples),
+    }
+    loaded = {name: load_version(version) for name, version in models.items()}
+    for name, version in models.items():
+        predictions[name] = training.predict(loaded[name], examples, config_of(version))
+    truth = examples["rating"].to_numpy()
+    rows = []
+    history = examples["u_count"].to_numpy()
+    for name, predicted in predictions.items():
+        for segment, select in SEGMENTS.items():
+            mask = select(history)
+            if mask.sum() == 0:
+                continue
+            figures = training.metrics(truth[mask], np.asarray(predicted)[mask])
+            version = models[name].version if name in models else None
+            rows.append({"model": name, "version": version, "segment": segment, "rows": int(mask.sum()), **figures})
+    table = pl.DataFrame(
+        rows,
+        schema={"model": pl.String, "version": pl.String, "segment": pl.String, "rows": pl.Int64, "mse": pl.Float64, "rmse": pl.Float64, "mae": pl.Float64},
+    )
+    return DayScores(table, models, examples, past, loaded["champion"], predictions["champion"])
+
+
+def rank_day(
+    scores: DayScores, batch: int, features: Store, popularity: ranking.PopularityWindow, calendar: Calendar
+) -> pl.DataFrame:
+    """Test-then-train ranking quality of the champion and of the popularity ranking on day `batch`.
+
+    Two protocols, both with relevant = rated at least 4 on the day:
+    - catalog: each user's top 10 of every movie they had not rated before the day (what the
+      service recommends, from the state before the day) against what they then rated highly;
+    - rated: the movies the user rated on the day, reordered by each ranking (does it put the
+      ones they liked first?). This one does not depend on which movies a user happens to find.
+    Popularity is the fallback's ranking: recent mean rating with a count threshold, computed
+    from the days before, minus each user's rated movies.
+    """
+    examples, past, champion = scores.examples, scores.past, scores.models["champion"]
+    config = config_of(champion)
+    global_mean = float(examples["global_mean"][0])
+    day_users = examples.group_by("user_id").first().sort("user_id")
+    user_ids = day_users["user_id"].to_numpy()
+    _, movies_before, _ = state_as_of(features, batch - 1, calendar, users=False)
+    catalog = catalog_features(stored_movie_features(features), movies_before, global_mean)
+    movie_ids = catalog["movie_id"].to_numpy()
+    user_vectors = network.embed_users(scores.champion_model, day_users, config)
+    movie_vectors = network.embed_movies(scores.champion_model, catalog, config)
+    seen = past.select("user_id", "movie_id")
+    indptr, indices = ranking.rated_positions(seen, user_ids, movie_ids)
+    columns, top = ranking.top_n_unrated(user_vectors, movie_vectors, indptr, indices, ranking.K)
+    window = past.filter(pl.col("batch") >= batch - popularity.days)
+    popular = ranking.popularity(window, popularity.min_ratings)
+    by_day = examples.select(
+        "user_id", "movie_id", "rating", pl.Series("champion", scores.champion_predictions, dtype=pl.Float64)
+    ).join(popular.select("movie_id", pl.col("mean_rating").alias("popularity")), on="movie_id", how="left")
+    lists = {
+        ("champion", "catalog"): ranking.as_list(user_ids, movie_ids, columns, top),
+        ("popularity", "catalog"): ranking.unrated_from_ranking(popular, day_users["user_id"], seen, ranking.K),
+        ("champion", "rated"): ranking.rank_by_score(by_day, "champion"),
+        ("popularity", "rated"): ranking.rank_by_score(by_day, "popularity"),
+    }
+    relevant = examples.filter(pl.col("rating") >= ranking.RELEVANT_RATING).select("user_id", "movie_id")
+    history = day_users.select("user_id", (pl.col("u_count") > 0).alias("has_history"))
+    segments = {
+        "all": relevant,
+        "with_history": relevant.join(history.filter("has_history"), on="user_id", how="semi"),
+        "no_history": relevant.join(history.filter(~pl.col("has_history")), on="user_id", how="semi"),
+    }
+    rows = []
+    for (model, protocol), recommended in lists.items():
+        for segment, wanted in segments.items():
+            figures = ranking.ranking_metrics(recommended, wanted)
+            if figures["users"]:
+                rows.append({
+                    "model": model, "version": champion.version if model == "champion" else None, "protocol": protocol,
+                    "segment": segment, "users": figures["users"], "ndcg_at_10": figures["ndcg"], "recall_at_10": figures["recall"],
+                })  # fmt: skip
+    return pl.DataFrame(
+        rows,
+        schema={"model": pl.String, "version": pl.String, "protocol": pl.String, "segment": pl.String, "users": pl.Int64, "ndcg_at_10": pl.Float64, "recall_at_10": pl.Float64},
+    )
+
+
+def run_day(
+    batch: int,
+    lake: Store,
+    features: Store,
+    modeling: ModelingSettings,
+    popularity: ranking.PopularityWindow,
+    calendar: Calendar,
+) -> DayReport:
+    """Score day `batch` (MSE and ranking), let the gate decide on candidates, then warm-start on the day."""
+    scores = score_day(batch, lake, features, calendar)
+    table, models = scores.table, scores.models
+    ranks = rank_day(scores, batch, features, popularity, calendar)
+    partition_key = calendar.partition_of(batch)
+    # A day's test-then-train figures are immutable: when the day is run again, its champion may
+    # be one that has learned from the day (promoted on it), so the first scoring stands.
+    recorded = registry.recorded_scores(features, batch)
+    if recorded is None:
+        day_columns = [pl.lit(partition_key).alias("partition_key"), pl.lit(batch, dtype=pl.Int32).alias("batch")]
+        registry.record_metrics(features, batch, table.select(*day_columns, pl.all()))
+        registry.record_ranking(features, batch, ranks.select(*day_columns, pl.all()))
+    else:
+        table, ranks = recorded
+    day_mse = {row["model"]: row["mse"] for row in table.filter(pl.col("segment") == "all").iter_rows(named=True)}
+    champion = models["champion"]
+    # Candidates not yet judged: trained before this day, never champion.
+    pending = [m for k, m in models.items() if k != "champion" and m.status == registry.CANDIDATE]
+    decisions, promoted_now = registry.judge(champion, pending, day_mse, modeling.promotion_margin)
+    for candidate, decision in zip(pending, decisions):
+        registry.decide_promotion(features, partition_key, batch, decision, promote=candidate is promoted_now)
+    champion_after = promoted_now or champion
+
+    # Warm start: yesterday's warm model, or the champion when one was just promoted (or none yet).
+    parent = promoted_now or models.get("warm") or champion
+    config = modeling.model_config()
+    examples = examples_where(features, "batch = $batch", {"batch": batch})
+    warmed = artifacts.warm_start(parent.artifact, parent.checksum, config)
+    report = training.train(warmed, examples, config, learning_rate=config.warm_learning_rate, epochs=config.warm_epochs)
+    warm = save_version(
+        features, modeling, calendar, warmed, report, kind="warm", parent=parent.version, first_batch=batch,
+        last_batch=batch, learning_rate=config.warm_learning_rate, status=registry.CANDIDATE,
+    )  # fmt: skip
+    return DayReport(
+        batch=batch,
+        partition_key=partition_key,
+        mse={name: day_mse.get(name) for name in ("global_mean", "bias", "champion", "warm", "full")},
+        segments=table,
+        ranking=ranks,
+        champion_before=champion.version,
+        champion_after=champion_after.version,
+        decisions=decisions,
+        rescored=recorded is not None,
+        warm_version=warm.version,
+        warm_seconds=report.seconds,
+    )
+
+

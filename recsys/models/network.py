@@ -1,0 +1,137 @@
+"""The Keras 3 two-tower network: building it, its towers alone, and embeddings from them.
+
+TensorFlow and Keras are imported lazily, on the first call that needs them (5-7 s and ~500 MB
+here), so importing this module, e.g. while Dagster loads definitions, costs only numpy and
+Polars. Before that import, TF_CPP_MIN_LOG_LEVEL=1 (unless set) hides TensorFlow's INFO lines and
+keeps its warnings and errors; KERAS_BACKEND defaults to tensorflow. TF 2.21 still prints absl's
+"All log messages before absl::InitializeLog()" notice and a oneDNN INFO line (twice each): they
+come before the level applies. TF_ENABLE_ONEDNN_OPTS=0 removes them (same speed measured, slightly
+different float rounding); this module leaves that choice to the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from recsys.models.config import (
+    GLOBAL_MEAN_INPUT,
+    MOVIE_INPUT,
+    MOVIE_INPUT_COLUMNS,
+    MOVIE_TOWER,
+    OUTPUT,
+    OUTPUT_INIT_SCALE,
+    USER_INPUT,
+    USER_INPUT_COLUMNS,
+    USER_TOWER,
+    ModelConfig,
+)
+from recsys.models.inputs import movie_inputs, user_inputs
+
+if TYPE_CHECKING:
+    import keras
+
+# Rows per call when a tower or the model runs over many rows.
+PREDICT_BATCH = 65_536
+
+
+def keras_module() -> Any:
+    """The keras module; the environment is set before TensorFlow's first import reads it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    return keras
+
+
+def tensorflow() -> Any:
+    keras_module()
+    import tensorflow as tf
+
+    return tf
+
+
+def build_model(config: ModelConfig) -> keras.Model:
+    """The uncompiled two-tower model, its weights initialized from `config.seed`.
+
+    Every initializer gets its own seed, derived from `config.seed`, rather than relying on
+    keras.utils.set_random_seed: the weights then do not depend on what else used the global
+    random state before, and building a model changes no global state.
+    """
+    keras = keras_module()
+    seeds = iter(range(config.seed * 1000, config.seed * 1000 + 1000))
+    user_in = keras.Input((len(USER_INPUT_COLUMNS),), name=USER_INPUT)
+    movie_in = keras.Input((len(MOVIE_INPUT_COLUMNS),), name=MOVIE_INPUT)
+    global_mean = keras.Input((1,), name=GLOBAL_MEAN_INPUT)
+
+    def tower(inputs: Any, hidden: tuple[int, ...], name: str) -> Any:
+        x = inputs
+        for index, units in enumerate(hidden):
+            init = keras.initializers.GlorotUniform(seed=next(seeds))
+            x = keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"{name}_hidden_{index}")(x)
+        # A linear output: the vector can hold constants, which is how user and movie biases
+        # enter the dot product.
+        init = keras.initializers.VarianceScaling(
+            scale=OUTPUT_INIT_SCALE, mode="fan_avg", distribution="uniform", seed=next(seeds)
+        )
+        return keras.layers.Dense(config.embedding_dim, kernel_initializer=init, name=name)(x)
+
+    user_vector = tower(user_in, config.user_hidden, USER_TOWER)
+    movie_vector = tower(movie_in, config.movie_hidden, MOVIE_TOWER)
+    affinity = keras.layers.Dot(axes=1, name="affinity")([user_vector, movie_vector])
+    rating = keras.layers.Add(name=OUTPUT)([global_mean, affinity])
+    return keras.Model(
+        inputs={USER_INPUT: user_in, MOVIE_INPUT: movie_in, GLOBAL_MEAN_INPUT: global_mean},
+        outputs=rating,
+        name="genre_two_tower",
+    )
+
+
+def fresh_model(config: ModelConfig) -> keras.Model:
+    """A new model with fresh weights, compiled with Adam at `config.learning_rate` and MSE."""
+    keras = keras_module()
+    model = build_model(config)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), loss="mse")
+    # Create the optimizer's slots now: the traced training step must not create variables.
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+_TOWERS: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(user_model, movie_model): each tower alone, from its input matrix to its embedding.
+
+    They share the model's layers (and so its weights); built once per model object.
+    """
+    if model not in _TOWERS:
+        keras = keras_module()
+        user = keras.Model(model.get_layer(USER_INPUT).output, model.get_layer(USER_TOWER).output, name=USER_TOWER)
+        movie = keras.Model(model.get_layer(MOVIE_INPUT).output, model.get_layer(MOVIE_TOWER).output, name=MOVIE_TOWER)
+        _TOWERS[model] = (user, movie)
+    return _TOWERS[model]
+
+
+def _embed(tower: keras.Model, inputs: np.ndarray) -> np.ndarray:
+    parts = [np.asarray(tower(inputs[s : s + PREDICT_BATCH], training=False)) for s in range(0, len(inputs), PREDICT_BATCH)]
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, tower.output.shape[-1]), np.float32)
+
+
+def embed_users(model: keras.Model, users: pl.DataFrame, config: ModelConfig) -> np.ndarray:
+    """The user tower's vectors (n, embedding_dim) for rows with the user features (see `user_inputs`)."""
+    return _embed(towers(model)[0], user_inputs(users, config))
+
+
+def embed_movies(model: keras.Model, movies: pl.DataFrame, config: ModelConfig) -> np.ndarray:
+    """The movie tower's vectors (n, embedding_dim) for rows with the movie features (see `movie_inputs`).
+
+    A predicted rating is global_mean + the dot product of a user's and a movie's vectors.
+    """
+    return _embed(towers(model)[1], movie_inputs(movies, config))
+
+

@@ -1,0 +1,169 @@
+"""Ranking: top-N of the movies a user has not rated, the popularity ranking, NDCG@k and recall@k.
+
+Pure functions over numpy arrays and Polars frames; nothing here reads a store or knows Dagster.
+
+A recommendation list is a frame (user_id, rank, movie_id) with rank 1 first. Relevance is
+binary, as in the issue: a movie is relevant to a user when the user rated it at least
+`RELEVANT_RATING` in the batch being evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+RELEVANT_RATING = 4.0
+K = 10  # the cut-off of the reported NDCG@10 and recall@10
+
+
+@dataclass(frozen=True)
+class PopularityWindow:
+    """Which recent ratings the popularity ranking (the cold-start fallback) is computed from."""
+
+    days: int = 14  # daily batches of ratings (the bootstrap counts as one)
+    min_ratings: int = 20  # ratings a movie needs in that window to be ranked by its mean rating
+
+
+def popularity(ratings: pl.DataFrame, min_ratings: int) -> pl.DataFrame:
+    """Movies rated at least `min_ratings` times in `ratings`, best mean rating first.
+
+    Ties go to the movie with more ratings, then the lower id, so the ranking is deterministic.
+    Returns movie_id, rank (1 = best), mean_rating, ratings.
+    """
+    return (
+        ratings.group_by("movie_id")
+        .agg(pl.col("rating").mean().alias("mean_rating"), pl.len().cast(pl.Int64).alias("ratings"))
+        .filter(pl.col("ratings") >= min_ratings)
+        .sort(["mean_rating", "ratings", "movie_id"], descending=[True, True, False])
+        .with_row_index("rank", offset=1)
+        .select("movie_id", pl.col("rank").cast(pl.Int32), "mean_rating", "ratings")
+    )
+
+
+def rated_positions(rated: pl.DataFrame, user_ids: np.ndarray, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (user_id, movie_id) pairs of `rated` as a CSR over positions: for user row i, the movie
+    columns rated are indices[indptr[i]:indptr[i + 1]] (unordered, possibly repeated). Pairs of
+    other users or movies are ignored."""
+    users = pl.DataFrame({"user_id": user_ids, "row": np.arange(len(user_ids), dtype=np.int64)})
+    movies = pl.DataFrame({"movie_id": movie_ids, "column": np.arange(len(movie_ids), dtype=np.int32)})
+    # A pair listed twice only masks its movie twice, so no unique() (a third of the time here).
+    pairs = rated.select("user_id", "movie_id").join(users, on="user_id").join(movies, on="movie_id").select("row", "column").sort("row")
+    counts = np.bincount(pairs["row"].to_numpy(), minlength=len(user_ids))
+    indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, pairs["column"].to_numpy().astype(np.int32)
+
+
+def top_n_unrated(
+    user_vectors: np.ndarray,
+    movie_vectors: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    n: int,
+    block_users: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each user, the `n` movies with the highest dot product that the user has not rated.
+
+    Returns (columns, scores), both (users, n): movie positions in `movie_vectors` best first, and
+    their dot products. Where a user has fewer than n unrated movies the row ends in -1 / -inf.
+
+    Exact, by brute force in blocks of users: one matrix product per block, the rated movies set
+    to -inf, then TensorFlow's top_k, which is faster than numpy's argpartition on 87k-wide rows
+    (numpy's selection is single-threaded; benchmarks/batch_recommendations.py times both).
+    """
+    from recsys.models.network import tensorflow
+
+    tf = tensorflow()
+    users, movies = len(user_vectors), len(movie_vectors)
+    n_kept = min(n, movies)
+    columns = np.full((users, n), -1, dtype=np.int32)
+    scores = np.full((users, n), -np.inf, dtype=np.float32)
+    if users == 0 or n_kept == 0:
+        return columns, scores
+    movie_matrix = np.ascontiguousarray(movie_vectors.T, dtype=np.float32)
+    for start in range(0, users, block_users):
+        stop = min(start + block_users, users)
+        block = np.asarray(user_vectors[start:stop], dtype=np.float32) @ movie_matrix
+        low, high = indptr[start], indptr[stop]
+        rows = np.repeat(np.arange(stop - start), np.diff(indptr[start : stop + 1]))
+        block[rows, indices[low:high]] = -np.inf
+        values, positions = tf.math.top_k(block, k=n_kept, sorted=True)
+        scores[start:stop, :n_kept] = values.numpy()
+        columns[start:stop, :n_kept] = positions.numpy()
+    columns[~np.isfinite(scores)] = -1
+    return columns, scores
+
+
+def as_list(user_ids: np.ndarray, movie_ids: np.ndarray, columns: np.ndarray, scores: np.ndarray) -> pl.DataFrame:
+    """The output of `top_n_unrated` as a frame (user_id, rank, movie_id, score), without empty slots."""
+    users, n = columns.shape
+    frame = pl.DataFrame(
+        {
+            "user_id": np.repeat(np.asarray(user_ids, dtype=np.int64), n),
+            "rank": np.tile(np.arange(1, n + 1, dtype=np.int16), users),
+            "column": columns.reshape(-1),
+            "score": scores.reshape(-1),
+        }
+    ).filter(pl.col("column") >= 0)
+    return frame.select(
+        "user_id", "rank", pl.Series("movie_id", np.asarray(movie_ids, dtype=np.int64))[frame["column"]], "score"
+    )
+
+
+def unrated_from_ranking(ranking: pl.DataFrame, users: pl.Series, rated: pl.DataFrame, n: int) -> pl.DataFrame:
+    """Each user's top-n of a global ranking (movie_id, rank) after dropping the movies they rated.
+
+    How the popularity ranking is personalized only by exclusion: everyone gets the same list
+    minus what they have seen. It is `top_n_unrated` with a score that ignores the user (minus
+    the global rank), so heavy users who rated much of the head cost no more than anyone.
+    Returns user_id, rank (1..n), movie_id.
+    """
+    movie_ids = ranking.sort("rank")["movie_id"].to_numpy()
+    user_ids = np.sort(users.unique().to_numpy())
+    by_rank = -np.arange(len(movie_ids), dtype=np.float32)[:, None]  # exact in float32 below 2**24
+    indptr, indices = rated_positions(rated, user_ids, movie_ids)
+    columns, scores = top_n_unrated(np.ones((len(user_ids), 1), dtype=np.float32), by_rank, indptr, indices, n)
+    return as_list(user_ids, movie_ids, columns, scores).select("user_id", "rank", "movie_id")
+
+
+def rank_by_score(candidates: pl.DataFrame, score: str) -> pl.DataFrame:
+    """Each user's candidates (user_id, movie_id, `score`) ranked best first, ties by movie id;
+    a null score ranks last. Returns user_id, rank, movie_id."""
+    return (
+        candidates.sort(["user_id", score, "movie_id"], descending=[False, True, False], nulls_last=True)
+        .with_columns(pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int16).alias("rank"))
+        .select("user_id", "rank", "movie_id")
+    )
+
+
+def ranking_metrics(recommended: pl.DataFrame, relevant: pl.DataFrame, k: int = K) -> dict[str, float | int]:
+    """Mean NDCG@k and recall@k over the users in `relevant` (user_id, movie_id).
+
+    NDCG@k = DCG@k / IDCG@k with binary gains: DCG@k sums 1 / log2(rank + 1) over the relevant
+    movies in a user's top k, IDCG@k is that sum for a perfect list, over min(k, relevant) ranks.
+    recall@k = relevant movies in the top k / min(k, relevant), so a perfect list scores 1 even
+    for users with more than k relevant movies. A user without recommendations scores 0.
+    """
+    relevant = relevant.select("user_id", "movie_id").unique()
+    per_user = relevant.group_by("user_id").len("relevant")
+    if per_user.height == 0:
+        return {"users": 0, "ndcg": math.nan, "recall": math.nan}
+    hits = (
+        recommended.filter(pl.col("rank") <= k)
+        .join(relevant, on=["user_id", "movie_id"])
+        .group_by("user_id")
+        .agg((1.0 / (pl.col("rank").cast(pl.Float64) + 1.0).log(2)).sum().alias("dcg"), pl.len().alias("hits"))
+    )
+    ideal_prefix = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
+    scored = per_user.join(hits, on="user_id", how="left").with_columns(
+        pl.col("dcg").fill_null(0.0),
+        pl.col("hits").fill_null(0),
+        pl.min_horizontal(pl.col("relevant"), pl.lit(k)).alias("ideal_count"),
+    )
+    idcg = ideal_prefix[scored["ideal_count"].to_numpy()]
+    ndcg = scored["dcg"].to_numpy() / idcg
+    recall = scored["hits"].to_numpy() / scored["ideal_count"].to_numpy()
+    return {"users": scored.height, "ndcg": float(ndcg.mean()), "recall": float(recall.mean())}

@@ -1,0 +1,1 @@
+"""Data quality: suites and results (`results`), run with Great Expectations (`gx`)."""

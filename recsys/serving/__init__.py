@@ -1,0 +1,1 @@
+"""SERVING layer: embeddings, recommendations and popularity built per day (`build`) and stored (`store`)."""

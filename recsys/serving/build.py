@@ -1,0 +1,133 @@
+"""SERVING layer: the champion's embeddings, precomputed recommendations and the popularity fallback.
+
+After a day's promotion decision, the champion's towers embed every user and every movie of the
+catalog as they stand at the end of the day; each known user's top-N unrated movies follow from
+the embeddings (predicted rating = global mean + user . movie); the popularity ranking answers
+users the model does not know. A serving set (one champion version as of one day) is recorded
+last, and it is what the API answers from.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from recsys.calendar import Calendar
+from recsys.errors import RecsysError
+from recsys.features.build import stored_movie_features
+from recsys.features.point_in_time import catalog_features, user_features
+from recsys.features.state import state_as_of
+from recsys.lake.cleaning import MAX_RATING, MIN_RATING
+from recsys.models import network, ranking, registry
+from recsys.models.versions import config_of, load_version
+from recsys.serving import store as serving_store
+from recsys.stores import Store
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """How recommendations are precomputed and what the cold-start fallback ranks."""
+
+    recommendations_per_user: int = 20  # movies precomputed per user (the API's largest n)
+    popularity: ranking.PopularityWindow = field(default_factory=ranking.PopularityWindow)
+    # auto: pgvector on a PostgreSQL server that offers it, otherwise float arrays; array: always arrays.
+    embedding_backend: str = "auto"
+
+
+
+def _champion(features: Store) -> registry.ModelVersion:
+    champion = registry.champion(features)
+    if champion is None:
+        raise RecsysError("No model is in service yet: materialize initial_model first.")
+    return champion
+
+
+def build_embeddings(features: Store, serving: ServingSettings, as_of: int, calendar: Calendar) -> dict:
+    """Embed every user and movie with the champion as of batch `as_of`; returns what was done."""
+    started = time.perf_counter()
+    champion = _champion(features)
+    backend, reason = serving_store.prepare_embeddings(features, serving.embedding_backend)
+    users, movies, global_mean = state_as_of(features, as_of, calendar)
+    model, config = load_version(champion), config_of(champion)
+    user_rows = user_features(users, global_mean)
+    catalog = catalog_features(stored_movie_features(features), movies, global_mean)
+    user_vectors = network.embed_users(model, user_rows, config)
+    movie_vectors = network.embed_movies(model, catalog, config)
+    with features.transaction():
+        serving_store.write_embeddings(features, "user", champion.version, as_of, user_rows["user_id"].to_numpy(), user_vectors, backend)
+        serving_store.write_embeddings(features, "movie", champion.version, as_of, catalog["movie_id"].to_numpy(), movie_vectors, backend)
+    return {
+        "model_version": champion.version,
+        "backend": backend,
+        "backend_reason": reason,
+        "users": user_rows.height,
+        "movies": catalog.height,
+        "dim": int(user_vectors.shape[1]),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def build_popularity(lake: Store, features: Store, serving: ServingSettings, as_of: int) -> pl.DataFrame:
+    """The popularity ranking over the `popularity_days` batches that end with `as_of`."""
+    window = lake.query(
+        "SELECT movie_id, rating FROM lake_ratings WHERE batch > $first AND batch <= $as_of",
+        {"first": as_of - serving.popularity.days, "as_of": as_of},
+    )
+    popular = ranking.popularity(window, serving.popularity.min_ratings)
+    serving_store.write_popularity(features, as_of, popular)
+    return popular
+
+
+def build_recommendations(
+    features: Store, serving: ServingSettings, as_of: int, calendar: Calendar
+) -> tuple[serving_store.ServingSet, int, float]:
+    """Each known user's top-N unrated movies from the champion's stored embeddings as of `as_of`,
+    then the serving set that makes them the ones the API answers from."""
+    started = time.perf_counter()
+    champion = _champion(features)
+    backend, _ = serving_store.prepare_embeddings(features, serving.embedding_backend)
+    user_ids, user_vectors = serving_store.read_embeddings(features, "user", champion.version, as_of)
+    movie_ids, movie_vectors = serving_store.read_embeddings(features, "movie", champion.version, as_of)
+    if len(movie_ids) == 0:
+        raise RecsysError(
+            f"The feature store holds no embeddings of champion {champion.version} as of {calendar.partition_of(as_of)}: "
+            "materialize user_embeddings and movie_embeddings for that partition first."
+        )
+    _, _, global_mean = state_as_of(features, as_of, calendar, users=False)
+    rated = features.query("SELECT user_id, movie_id FROM training_examples WHERE batch <= $as_of", {"as_of": as_of})
+    indptr, indices = ranking.rated_positions(rated, user_ids, movie_ids)
+    n = serving.recommendations_per_user
+    columns, dots = ranking.top_n_unrated(user_vectors, movie_vectors, indptr, indices, n)
+    recommendations = ranking.as_list(user_ids, movie_ids, columns, dots).with_columns(
+        (pl.col("score") + global_mean).clip(MIN_RATING, MAX_RATING)
+    )
+    entry = serving_store.ServingSet(
+        model_version=champion.version,
+        as_of_batch=as_of,
+        partition_key=calendar.partition_of(as_of),
+        embedding_backend=backend,
+        embedding_dim=int(movie_vectors.shape[1]),
+        global_mean=global_mean,
+        users=len(user_ids),
+        movies=len(movie_ids),
+        recommendations_per_user=n,
+        created_at=registry.now(),
+    )
+    with features.transaction():
+        serving_store.write_recommendations(features, champion.version, as_of, recommendations)
+        serving_store.record_serving_set(features, entry)
+    return entry, recommendations.height, time.perf_counter() - started
+
+
+def rated_recommendations(features: Store, version: str, as_of: int) -> int:
+    """How many stored recommendations of a set are movies their user had already rated (should be 0)."""
+    return int(
+        features.scalar(
+            "SELECT count(*) FROM batch_recommendations AS r JOIN training_examples AS t "
+            "ON t.user_id = r.user_id AND t.movie_id = r.movie_id AND t.batch <= $as_of "
+            "WHERE r.model_version = $version AND r.as_of_batch = $as_of",
+            {"version": version, "as_of": as_of},
+        )
+    )

@@ -1,0 +1,179 @@
+"""Reading and writing what serving needs in the feature store: embeddings, recommendations,
+the popularity ranking and serving sets. Used by the serving assets (writers) and the API (reader).
+
+Embeddings live in one of two layouts, chosen when a store is first prepared and reported with
+every set: `pgvector` (a vector(32) column with an HNSW index, on a PostgreSQL server that offers
+the extension) or `array` (DuckDB's FLOAT[32], or PostgreSQL's real[] where pgvector is missing).
+Once the tables exist their column type decides, so a store never mixes layouts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from recsys.errors import RecsysError
+from recsys.models.config import EMBEDDING_DIM
+from recsys.stores import Store
+
+PGVECTOR, ARRAY = "pgvector", "array"
+# Rows of one serving set: a champion version as of a batch.
+_SET = "model_version = $version AND as_of_batch = $as_of"
+BACKEND_CHOICES = ("auto", ARRAY)
+# How many serving sets keep their embeddings and recommendations (the one in service and the one
+# before it, to compare or roll back); older sets' rows are deleted.
+KEEP_SETS = 2
+
+
+def _flavor(store: Store, backend: str) -> str:
+    """The sql/ file suffix of a layout: duckdb, postgres (real[]) or pgvector."""
+    return store.dialect if backend == ARRAY else PGVECTOR
+
+
+def prepare_embeddings(store: Store, preference: str = "auto") -> tuple[str, str]:
+    """Create the embedding tables if needed; returns (backend, why it was chosen)."""
+    if preference not in BACKEND_CHOICES:
+        raise RecsysError(f"Embedding backend {preference!r} is not one of {', '.join(BACKEND_CHOICES)}.")
+    if store.dialect == "duckdb":
+        backend, reason = ARRAY, "DuckDB stores FLOAT[32] arrays"
+    else:
+        existing = store.scalar(
+            "SELECT udt_name FROM information_schema.columns WHERE table_name = 'movie_embeddings' AND column_name = 'embedding'"
+        )
+        available = bool(store.scalar("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"))
+        if existing is not None:
+            backend = PGVECTOR if existing == "vector" else ARRAY
+            reason = f"the embedding tables already hold {'vector' if backend == PGVECTOR else 'real[]'} columns"
+        elif preference == ARRAY:
+            backend, reason = ARRAY, "real[] arrays were asked for"
+        elif available:
+            backend, reason = PGVECTOR, "the server offers the pgvector extension"
+        else:
+            backend, reason = ARRAY, "the server does not offer the pgvector extension, so real[] arrays"
+    store.run_file(f"embeddings.{_flavor(store, backend)}", fill={"embedding_dim": EMBEDDING_DIM})
+    return backend, reason
+
+
+def _vector_text(vectors: np.ndarray, backend: str) -> pl.Series:
+    """Vectors as PostgreSQL literals for COPY: '[1,2]' for pgvector, '{1,2}' for real[]."""
+    opening, closing = ("[", "]") if backend == PGVECTOR else ("{", "}")
+    joined = pl.Series(vectors).arr.to_list().list.eval(pl.element().cast(pl.String)).list.join(",")
+    return pl.select(pl.concat_str(pl.lit(opening), joined, pl.lit(closing)).alias("embedding")).to_series()
+
+
+def write_embeddings(
+    store: Store, kind: str, version: str, as_of_batch: int, ids: np.ndarray, vectors: np.ndarray, backend: str
+) -> int:
+    """Replace the `kind` (user or movie) embeddings of `version` as of `as_of_batch` with these."""
+    if vectors.ndim != 2 or vectors.shape[1] != EMBEDDING_DIM:
+        raise RecsysError(
+            f"The embedding tables hold {EMBEDDING_DIM}-dimensional vectors, but model {version} gives "
+            f"{vectors.shape[-1]}-dimensional ones: change sql/embeddings.*.sql with ModelConfig.embedding_dim."
+        )
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if store.dialect == "duckdb":
+        column = pl.Series("embedding", vectors, dtype=pl.Array(pl.Float32, EMBEDDING_DIM))
+    else:
+        column = _vector_text(vectors, backend)  # CSV COPY takes the vectors as text literals
+    frame = pl.DataFrame(
+        {"model_version": version, "as_of_batch": as_of_batch, f"{kind}_id": np.asarray(ids, dtype=np.int64)},
+        schema={"model_version": pl.String, "as_of_batch": pl.Int32, f"{kind}_id": pl.Int64},
+    ).with_columns(column)
+    return store.replace(f"{kind}_embeddings", _SET, {"version": version, "as_of": as_of_batch}, frame)
+
+
+def read_embeddings(store: Store, kind: str, version: str, as_of_batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of the `kind` embeddings of `version` as of `as_of_batch`, sorted by id."""
+    frame = store.query(
+        f"SELECT {kind}_id AS id, embedding FROM {kind}_embeddings WHERE {_SET} ORDER BY {kind}_id",
+        {"version": version, "as_of": as_of_batch},
+    )
+    ids = frame["id"].to_numpy()
+    if frame.height == 0:
+        return ids, np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    column = frame["embedding"]
+    if column.dtype == pl.String:  # PostgreSQL: '{...}' or '[...]' text from COPY
+        column = column.str.strip_chars("{}[]").str.split(",").cast(pl.List(pl.Float32)).list.to_array(EMBEDDING_DIM)
+    elif column.dtype != pl.Array(pl.Float32, EMBEDDING_DIM):
+        column = column.cast(pl.Array(pl.Float32, EMBEDDING_DIM))
+    return ids, column.to_numpy().astype(np.float32, copy=False).reshape(frame.height, EMBEDDING_DIM)
+
+
+def similar_movies(store: Store, version: str, as_of_batch: int, movie_id: int, n: int, backend: str) -> pl.DataFrame:
+    """The n movies closest to `movie_id` in the movie tower's space (cosine similarity), in SQL:
+    pgvector's index where the store has it."""
+    return store.read_sql(
+        f"similar_movies.{_flavor(store, backend)}", {"version": version, "as_of": as_of_batch, "movie_id": movie_id, "n": n}
+    )
+
+
+def write_recommendations(store: Store, version: str, as_of_batch: int, recommendations: pl.DataFrame) -> int:
+    """Replace the recommendations of `version` as of `as_of_batch` with (user_id, rank, movie_id, score) rows."""
+    frame = recommendations.select(
+        pl.lit(version).alias("model_version"),
+        pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch"),
+        pl.col("user_id").cast(pl.Int64),
+        pl.col("rank").cast(pl.Int16),
+        pl.col("movie_id").cast(pl.Int64),
+        pl.col("score").cast(pl.Float32),
+    )
+    return store.replace("batch_recommendations", _SET, {"version": version, "as_of": as_of_batch}, frame)
+
+
+def write_popularity(store: Store, as_of_batch: int, ranking: pl.DataFrame) -> int:
+    """Replace the popularity ranking (movie_id, rank, mean_rating, ratings); only the latest is kept."""
+    frame = ranking.select(
+        pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch"), "rank", "movie_id", "mean_rating", "ratings"
+    )
+    return store.replace("popular_movies", "TRUE", None, frame)
+
+
+def read_popularity(store: Store) -> tuple[int | None, pl.DataFrame]:
+    """(as_of_batch, movie_id/rank/mean_rating/ratings) of the stored popularity ranking."""
+    frame = store.query("SELECT as_of_batch, rank, movie_id, mean_rating, ratings FROM popular_movies ORDER BY rank")
+    return (int(frame["as_of_batch"][0]) if frame.height else None), frame.drop("as_of_batch")
+
+
+@dataclass(frozen=True)
+class ServingSet:
+    model_version: str
+    as_of_batch: int
+    partition_key: str
+    embedding_backend: str
+    embedding_dim: int
+    global_mean: float
+    users: int
+    movies: int
+    recommendations_per_user: int
+    created_at: dt.datetime
+
+
+def record_serving_set(store: Store, entry: ServingSet) -> None:
+    """Mark a set's embeddings and recommendations complete, and drop the sets past retention."""
+    row = pl.DataFrame([entry.__dict__]).with_columns(
+        pl.col("as_of_batch", "embedding_dim", "recommendations_per_user").cast(pl.Int32),
+        pl.col("users", "movies").cast(pl.Int64),
+    )
+    with store.transaction():
+        store.replace("serving_sets", _SET, {"version": entry.model_version, "as_of": entry.as_of_batch}, row)
+        store.execute(
+            "DELETE FROM serving_sets WHERE (model_version, as_of_batch) NOT IN "
+            "(SELECT model_version, as_of_batch FROM serving_sets ORDER BY created_at DESC, as_of_batch DESC LIMIT $keep)",
+            {"keep": KEEP_SETS},
+        )
+        for table in ("batch_recommendations", "user_embeddings", "movie_embeddings"):
+            store.execute(
+                f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
+                "WHERE s.model_version = t.model_version AND s.as_of_batch = t.as_of_batch)"
+            )
+
+
+def latest_serving_set(store: Store) -> ServingSet | None:
+    """The newest complete serving set, or None before the first one."""
+    if not store.table_exists("serving_sets"):
+        return None
+    frame = store.query("SELECT * FROM serving_sets ORDER BY created_at DESC, as_of_batch DESC LIMIT 1")
+    return ServingSet(**frame.row(0, named=True)) if frame.height else None

@@ -1,0 +1,135 @@
+"""The feature assets on DuckDB and PostgreSQL: incremental equals from scratch, a range run equals
+day-by-day runs, and days out of order or without their lake batch fail with a sentence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from asset_replay import AssetReplay, partition_of
+from polars.testing import assert_frame_equal
+
+from recsys.features.point_in_time import (
+    build_examples,
+    empty_movie_state,
+    empty_user_state,
+)
+from recsys.stores import open_store
+from recsys_assets import features
+
+BATCH = 3_000
+BOOTSTRAP = 6_000
+
+
+@pytest.fixture(scope="module")
+def archive(make_archive) -> Path:
+    return make_archive(BOOTSTRAP + 6 * BATCH, 5)
+
+
+class Platform(AssetReplay):
+    """A replay that runs partitions by batch number, without models."""
+
+    def __init__(self, base: str, data: Path) -> None:
+        super().__init__(base, data, batch=BATCH, bootstrap=BOOTSTRAP)
+
+    def run(self, selection, partition: int | None = None, last: int | None = None, ok: bool = True):
+        key = partition_of(partition) if partition is not None else None
+        return super().run(selection, key, ok, last=partition_of(last) if last is not None else None)
+
+    def query(self, store: str, sql: str) -> pl.DataFrame:
+        with open_store(self.urls[store]) as db:
+            return db.query(sql)
+
+    def load(self, lake_days: int) -> None:
+        self.run(["raw_movies", "raw_ratings", "lake_movies", "lake_bootstrap"])
+        self.run(["movie_features", "bootstrap_features"])
+        for day in range(lake_days):
+            self.run(["lake_ratings"], day)
+
+
+def test_day_by_day_and_range_runs_agree_and_equal_a_from_scratch_pass(archive, store_base, monkeypatch):
+    platform = Platform(store_base, archive)
+    platform.load(lake_days=5)
+    for day in range(4):
+        result = platform.run(["daily_features"], day)
+        assert all(e.passed for e in result.get_asset_check_evaluations())
+    one_by_one = platform.query("features", "SELECT * FROM training_examples ORDER BY seq")
+    state = platform.query("features", "SELECT * FROM user_state ORDER BY user_id")
+
+    # Incremental equals batch: the state after 4 daily updates is the state computed from
+    # scratch on the same lake rows in one pass.
+    rows = platform.query("lake", "SELECT batch, seq, user_id, movie_id, rating, timestamp FROM lake_ratings WHERE batch <= 3")
+    scratch = build_examples(
+        rows.with_columns(block=pl.col("batch")),
+        platform.query("features", "SELECT * FROM movie_features"),
+        empty_user_state(), empty_movie_state(), 0.0, 0,
+    )  # fmt: skip
+    assert_frame_equal(state, scratch.users_after.select(state.columns), check_exact=False)
+    # And the days' examples, value by value (the bootstrap is cut into blocks by the pipeline only).
+    days = one_by_one.filter(pl.col("batch") >= 0)
+    assert_frame_equal(days, scratch.examples.filter(pl.col("batch") >= 0).select(days.columns), check_exact=False)
+
+    # A single-run backfill of the same range from a fresh start gives exactly the same rows,
+    # also when it goes in several passes (as long backfills do, to bound memory).
+    monkeypatch.setattr(features, "MAX_DAYS_PER_PASS", 3)
+    platform.run(["bootstrap_features"])
+    result = platform.run(["daily_features"], 0, last=3)
+    assert {e.check_name for e in result.get_asset_check_evaluations()} == {"training_examples_values", "user_genre_profiles_values"}
+    assert_frame_equal(platform.query("features", "SELECT * FROM training_examples ORDER BY seq"), one_by_one)
+    assert_frame_equal(platform.query("features", "SELECT * FROM user_state ORDER BY user_id"), state)
+
+    # Rebuilding the latest day rewinds it out of the state and in again: nothing changes.
+    platform.run(["daily_features"], 3)
+    assert_frame_equal(platform.query("features", "SELECT * FROM training_examples ORDER BY seq"), one_by_one)
+    assert_frame_equal(platform.query("features", "SELECT * FROM user_state ORDER BY user_id"), state)
+
+
+def test_days_out_of_order_or_without_their_lake_batch_fail_with_a_sentence(archive, tmp_path):
+    platform = Platform(str(tmp_path / "stores"), archive)
+    platform.load(lake_days=3)
+    skipped = platform.run(["daily_features"], 1, ok=False)
+    assert platform.failure(skipped) == (
+        f"Features for partition {partition_of(1)} need partition {partition_of(0)} first: "
+        "the feature store stands at the bootstrap."
+    )
+    platform.run(["daily_features"], 0, last=2)
+    stale = platform.run(["daily_features"], 1, ok=False)
+    assert platform.failure(stale) == (
+        f"The feature store already stands at partition {partition_of(2)}; rebuilding {partition_of(1)} alone "
+        f"would leave later days built on the old state: materialize {partition_of(1)} to {partition_of(2)} in one run."
+    )
+    no_lake = platform.run(["daily_features"], 3, ok=False)
+    assert platform.failure(no_lake) == (
+        f"Lake partition {partition_of(3)} is not materialized: materialize lake_ratings for it first."
+    )
+
+
+def test_the_bootstrap_is_cut_into_blocks_that_see_only_earlier_blocks_and_fits_the_year_scaler(archive, tmp_path):
+    platform = Platform(str(tmp_path / "stores"), archive)
+    platform.load(lake_days=0)
+    bootstrap = platform.query("lake", "SELECT seq, user_id, movie_id FROM lake_ratings WHERE batch = -1 ORDER BY seq")
+    bootstrap = bootstrap.with_columns(block=pl.int_range(pl.len()) // BATCH)
+    assert bootstrap["block"].n_unique() == BOOTSTRAP // BATCH > 1
+
+    # The year is standardized with the mean and deviation of the movies rated in the bootstrap.
+    movies = platform.query("lake", "SELECT movie_id, year FROM lake_movies")
+    years = movies.join(bootstrap.select("movie_id").unique(), on="movie_id")["year"].drop_nulls()
+    params = dict(platform.query("features", "SELECT name, value FROM feature_params").iter_rows())
+    assert params["year_mean"] == pytest.approx(years.mean()) and params["year_std"] == pytest.approx(years.std())
+    assert years.len() < movies["year"].drop_nulls().len()  # not every movie: only those rated in the slice
+
+    # Each bootstrap example counts exactly the ratings of its user and movie in earlier blocks.
+    examples = platform.query("features", "SELECT seq, u_count, m_count FROM training_examples WHERE batch = -1")
+    expected = bootstrap
+    for key, column in (("user_id", "u_count"), ("movie_id", "m_count")):
+        per_block = (
+            bootstrap.group_by(key, "block").len()
+            .sort(key, "block")
+            .with_columns((pl.col("len").cum_sum().over(key) - pl.col("len")).alias(f"expected_{column}"))
+        )  # fmt: skip
+        expected = expected.join(per_block.drop("len"), on=[key, "block"])
+    compared = examples.join(expected, on="seq")
+    assert compared.height == bootstrap.height
+    assert (compared["u_count"] == compared["expected_u_count"]).all()
+    assert (compared["m_count"] == compared["expected_m_count"]).all()

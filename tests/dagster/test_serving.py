@@ -1,0 +1,212 @@
+"""The serving assets through Dagster on DuckDB and PostgreSQL: embeddings of the champion,
+precomputed recommendations that never contain a rated movie, retention of serving sets,
+test-then-train ranking metrics, and similarity search over stored embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from asset_replay import BATCH, BOOTSTRAP, BOOTSTRAP_ASSETS, CALENDAR, AssetReplay
+
+from recsys.errors import RecsysError
+from recsys.features.build import stored_movie_features
+from recsys.features.point_in_time import catalog_features, user_features
+from recsys.features.state import state_as_of
+from recsys.models import ranking, registry
+from recsys.models.artifacts import load_model
+from recsys.models.training import predict
+from recsys.models.versions import config_of
+from recsys.serving.build import rated_recommendations
+from recsys.serving import store as serving_store
+from recsys.settings import store_urls
+from recsys.stores import open_store
+
+DAYS = 3
+
+
+@pytest.fixture(scope="module")
+def archive(make_archive) -> Path:
+    return make_archive(BOOTSTRAP + DAYS * BATCH, 21)
+
+
+@pytest.fixture(
+    params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("pgvector", marks=pytest.mark.postgres)]
+)
+def serving_base(request, tmp_path: Path) -> tuple[str, str]:
+    """(store base, the embedding layout it should get): DuckDB arrays, PostgreSQL real[], pgvector."""
+    if request.param == "duckdb":
+        return str(tmp_path / "stores"), "array"
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_base"), "array"
+    return request.getfixturevalue("pgvector_base"), "pgvector"
+
+
+def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_model(serving_base, archive, tmp_path):
+    base, layout = serving_base
+    replay = AssetReplay(base, archive, tmp_path / "models", serve=True)
+    replay.run(BOOTSTRAP_ASSETS)
+    results = [replay.day(batch) for batch in range(DAYS)]
+    last = DAYS - 1
+    with replay.features_db() as db, open_store(replay.urls["lake"]) as lake:
+        served = serving_store.latest_serving_set(db)
+        champion = registry.champion(db)
+        assert (served.model_version, served.as_of_batch, served.embedding_backend) == (champion.version, last, layout)
+        recs = db.query(
+            "SELECT user_id, rank, movie_id, score FROM batch_recommendations WHERE model_version = $v AND as_of_batch = $a",
+            {"v": served.model_version, "a": last},
+        )
+        # Checked against the lake, not against the feature store the recommendations came from.
+        rated = lake.query("SELECT user_id, movie_id FROM lake_ratings WHERE batch <= $a", {"a": last})
+        assert recs.height > 0 and recs.join(rated, on=["user_id", "movie_id"]).height == 0
+        assert set(recs["user_id"]) == set(rated["user_id"]) and served.users == rated["user_id"].n_unique()
+        per_user = recs.group_by("user_id").agg(pl.col("rank").sort(), pl.col("score"))
+        assert (per_user["rank"].list.len() == served.recommendations_per_user).all()
+        assert per_user["score"].list.eval(pl.element().diff().drop_nulls() <= 1e-6).list.all().all()
+
+        # The stored scores are the full model's predictions for those pairs (embeddings agree).
+        users, movies, global_mean = state_as_of(db, last, CALENDAR)
+        assert global_mean == pytest.approx(served.global_mean)
+        sample = recs.filter(pl.col("rank") <= 3).sort("user_id").head(30)
+        pairs = (
+            sample.join(user_features(users, global_mean), on="user_id")
+            .join(catalog_features(stored_movie_features(db), movies, global_mean).drop("global_mean"), on="movie_id")
+        )
+        predicted = predict(load_model(champion.artifact, champion.checksum), pairs, config_of(champion))
+        assert np.allclose(predicted, pairs["score"].to_numpy(), atol=1e-4)
+
+        # Two serving sets are kept (the one in service and the one before); older rows are gone.
+        sets = db.query("SELECT model_version, as_of_batch FROM serving_sets ORDER BY as_of_batch")
+        assert sets["as_of_batch"].to_list() == [last - 1, last]
+        for table in ("user_embeddings", "movie_embeddings", "batch_recommendations"):
+            kept = db.query(f"SELECT DISTINCT model_version, as_of_batch FROM {table} ORDER BY as_of_batch")
+            assert kept.equals(sets), table
+
+        # Test-then-train ranking metrics: every day, both rankings, both protocols, all users.
+        ranks = db.query("SELECT batch, model, protocol FROM ranking_metrics WHERE segment = 'all'")
+        assert ranks.height == DAYS * 4
+        assert set(zip(ranks["model"], ranks["protocol"])) == {
+            ("champion", "catalog"), ("popularity", "catalog"), ("champion", "rated"), ("popularity", "rated")
+        }
+        popular = db.query("SELECT movie_id, ratings FROM popular_movies")
+        assert popular.height > 0 and (popular["ratings"] >= 20).all()
+
+        # Test-then-train ranks what was served: the day's catalog figures for users with history
+        # are those of the recommendations stored the evening before.
+        served_before = db.query(
+            "SELECT user_id, rank, movie_id FROM batch_recommendations WHERE as_of_batch = $a", {"a": last - 1}
+        )
+        with open_store(replay.urls["lake"]) as lake:
+            day = lake.query("SELECT user_id, movie_id, rating FROM lake_ratings WHERE batch = $b", {"b": last})
+        relevant = day.filter(pl.col("rating") >= ranking.RELEVANT_RATING).join(served_before.select("user_id").unique(), on="user_id")
+        expected = ranking.ranking_metrics(served_before, relevant)
+        recorded = db.query(
+            "SELECT users, ndcg_at_10, recall_at_10 FROM ranking_metrics WHERE batch = $b AND model = 'champion' "
+            "AND protocol = 'catalog' AND segment = 'with_history'",
+            {"b": last},
+        ).row(0, named=True)
+        assert recorded["users"] == expected["users"] > 0
+        assert recorded["ndcg_at_10"] == pytest.approx(expected["ndcg"]) and recorded["recall_at_10"] == pytest.approx(expected["recall"])
+
+    metadata = {
+        event.asset_key.to_user_string(): event.event_specific_data.materialization.metadata
+        for event in results[-1].get_asset_materialization_events()
+    }
+    assert 0.0 <= metadata["model_metrics"]["ndcg_at_10_champion"].value <= 1.0
+    assert {"recall_at_10_popularity", "rated_ndcg_at_10_champion"} <= set(metadata["model_metrics"])
+    assert metadata["user_embeddings"]["embedding_backend"].text == layout
+    checks = [c for c in results[-1].get_asset_check_evaluations() if c.check_name == "no_rated_movie_recommended"]
+    assert len(checks) == 1 and checks[0].passed
+
+    with replay.features_db() as db:
+        # Similarity search in SQL agrees with cosine similarity computed from the stored vectors.
+        ids, vectors = serving_store.read_embeddings(db, "movie", served.model_version, last)
+        query = 3
+        found = serving_store.similar_movies(db, served.model_version, last, int(ids[query]), 5, served.embedding_backend)
+        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        cosine = unit @ unit[query]
+        cosine[query] = -np.inf
+        assert found["movie_id"].to_list() == [int(ids[i]) for i in np.argsort(-cosine, kind="stable")[:5]]
+        assert np.allclose(found["similarity"].to_numpy(), np.sort(cosine)[::-1][:5], atol=1e-4)
+
+        # The "rated" protocol: the day's rated movies ordered by the champion in service that
+        # day (before the day's gate), scored against what each user rated at least 4.
+        in_service = db.scalar("SELECT version FROM model_metrics WHERE batch = $b AND model = 'champion' LIMIT 1", {"b": last})
+        judged = registry.get(db, in_service)
+        day_examples = db.query("SELECT * FROM training_examples WHERE batch = $b ORDER BY seq", {"b": last})
+        scored = day_examples.select("user_id", "movie_id", "rating").with_columns(
+            champion=pl.Series(predict(load_model(judged.artifact, judged.checksum), day_examples, config_of(judged)), dtype=pl.Float64)
+        )
+        expected = ranking.ranking_metrics(
+            ranking.rank_by_score(scored, "champion"),
+            scored.filter(pl.col("rating") >= ranking.RELEVANT_RATING).select("user_id", "movie_id"),
+        )
+        recorded = db.query(
+            "SELECT users, ndcg_at_10, recall_at_10 FROM ranking_metrics WHERE batch = $b AND model = 'champion' "
+            "AND protocol = 'rated' AND segment = 'all'",
+            {"b": last},
+        ).row(0, named=True)
+        assert recorded["users"] == expected["users"] > 0
+        assert recorded["ndcg_at_10"] == pytest.approx(expected["ndcg"]) and recorded["recall_at_10"] == pytest.approx(expected["recall"])
+
+        # The query behind no_rated_movie_recommended finds a rated movie slipped into the lists.
+        assert rated_recommendations(db, served.model_version, last) == 0
+        user, movie = db.query("SELECT user_id, movie_id FROM training_examples WHERE batch = $b LIMIT 1", {"b": last}).row(0)
+        db.execute(
+            "INSERT INTO batch_recommendations (model_version, as_of_batch, user_id, rank, movie_id, score) "
+            "VALUES ($v, $a, $u, 99, $m, 5.0)",
+            {"v": served.model_version, "a": last, "u": user, "m": movie},
+        )
+        assert rated_recommendations(db, served.model_version, last) == 1
+
+    # A refused re-run changes nothing downstream: re-running day 0 of a store that stands at the
+    # last day fails at the features, and nothing after them runs (the fallback is not rolled back).
+    refused = replay.day(0, ok=False)
+    assert not refused.success and "already stands at" in replay.failure(refused)
+    assert {e.asset_key.to_user_string() for e in refused.get_asset_materialization_events()} <= {"lake_ratings"}
+    with replay.features_db() as db:
+        assert serving_store.read_popularity(db)[0] == last
+        assert serving_store.latest_serving_set(db).as_of_batch == last
+
+
+def test_recommendations_need_the_days_embeddings_first(archive, tmp_path):
+    replay = AssetReplay(tmp_path / "stores", archive, tmp_path / "models")
+    replay.run(BOOTSTRAP_ASSETS)
+    replay.day(0)
+
+    message = replay.failure(replay.run(["batch_recommendations"], "2025-01-01", ok=False))
+    assert message.startswith("The feature store holds no embeddings of champion full-bootstrap as of 2025-01-01")
+
+
+def test_embedding_layouts_round_trip_and_refuse_another_size(store_base):
+    with open_store(store_urls(store_base)["features"]) as db:
+        db.apply_schema("features")
+        backend, reason = serving_store.prepare_embeddings(db, "array")
+        assert backend == "array" and reason
+        vectors = np.random.default_rng(0).standard_normal((5, serving_store.EMBEDDING_DIM)).astype(np.float32)
+        serving_store.write_embeddings(db, "movie", "v1", 3, np.arange(5), vectors, backend)
+        ids, back = serving_store.read_embeddings(db, "movie", "v1", 3)
+        assert ids.tolist() == [0, 1, 2, 3, 4] and np.array_equal(back, vectors)
+        with pytest.raises(RecsysError, match="hold 32-dimensional vectors, but model v1 gives 8-dimensional"):
+            serving_store.write_embeddings(db, "movie", "v1", 3, np.arange(5), vectors[:, :8], backend)
+        # Once the tables exist, their column type decides the layout.
+        assert serving_store.prepare_embeddings(db, "auto")[0] == "array"
+
+
+@pytest.mark.postgres
+def test_pgvector_columns_and_index_where_the_server_offers_the_extension(pgvector_base):
+    with open_store(store_urls(pgvector_base)["features"]) as db:
+        db.apply_schema("features")
+        backend, reason = serving_store.prepare_embeddings(db, "auto")
+        assert backend == "pgvector" and "pgvector" in reason
+        vectors = np.random.default_rng(1).standard_normal((50, serving_store.EMBEDDING_DIM)).astype(np.float32)
+        serving_store.write_embeddings(db, "movie", "v1", 0, np.arange(50), vectors, backend)
+        ids, back = serving_store.read_embeddings(db, "movie", "v1", 0)
+        assert np.allclose(back, vectors, atol=1e-6)
+        assert db.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'movie_embeddings_cosine'") == 1
+        assert db.scalar("SELECT udt_name FROM information_schema.columns WHERE table_name = 'user_embeddings' AND column_name = 'embedding'") == "vector"
+        assert serving_store.similar_movies(db, "v1", 0, 0, 3, backend).height == 3
+        # Asked for arrays on a store that already has vector columns: the existing layout stays.
+        assert serving_store.prepare_embeddings(db, "array")[0] == "pgvector"

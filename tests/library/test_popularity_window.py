@@ -1,0 +1,51 @@
+"""The popularity fallback counts only the ratings of its recent window, on real stores."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from recsys.models.ranking import PopularityWindow
+from recsys.serving import store as serving_store
+from recsys.serving.build import ServingSettings, build_popularity
+from recsys.settings import store_urls
+from recsys.stores import open_store
+
+
+def ratings(rows: list[tuple[int, int, float]]) -> pl.DataFrame:
+    """(batch, movie_id, rating) rows as lake ratings, each by its own user."""
+    return pl.DataFrame(
+        {
+            "batch": [r[0] for r in rows],
+            "seq": list(range(len(rows))),
+            "user_id": list(range(1, len(rows) + 1)),
+            "movie_id": [r[1] for r in rows],
+            "rating": [r[2] for r in rows],
+            "timestamp": [1_000_000_000 + i for i in range(len(rows))],
+        },
+        schema={"batch": pl.Int32, "seq": pl.Int64, "user_id": pl.Int64, "movie_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64},
+    )
+
+
+def test_the_window_ends_with_the_day_and_holds_its_days_only(store_base):
+    urls = store_urls(store_base)
+    with open_store(urls["lake"]) as lake, open_store(urls["features"]) as features:
+        lake.apply_schema("lake")
+        features.apply_schema("features")
+        lake.insert("lake_ratings", ratings([
+            (-1, 1, 5.0), (-1, 1, 5.0), (-1, 1, 5.0),  # the bootstrap: movie 1 loved, but long ago
+            (2, 2, 1.0), (2, 2, 1.0),                  # batch 2: just outside a 3-day window ending at 5
+            (3, 2, 4.0), (4, 2, 4.0),                  # movie 2 in the window: two ratings of 4
+            (4, 3, 3.0), (5, 3, 3.0), (5, 3, 3.0),     # movie 3: three ratings of 3
+            (5, 4, 5.0),                               # movie 4: one rating, below the threshold
+            (6, 5, 5.0), (6, 5, 5.0),                  # batch 6: after the day, never seen
+        ]))  # fmt: skip
+        settings = ServingSettings(popularity=PopularityWindow(days=3, min_ratings=2))
+        popular = build_popularity(lake, features, settings, as_of=5)
+        assert popular.select("movie_id", "rank", "mean_rating", "ratings").rows() == [(2, 1, 4.0, 2), (3, 2, 3.0, 3)]
+        as_of, stored = serving_store.read_popularity(features)
+        assert as_of == 5 and stored.equals(popular.select(stored.columns))
+
+        # A window of 14 days, the default, reaches back to the bootstrap (which counts as one day).
+        popular = build_popularity(lake, features, ServingSettings(popularity=PopularityWindow(min_ratings=2)), as_of=5)
+        assert popular["movie_id"].to_list() == [1, 3, 2]
+        assert popular.filter(pl.col("movie_id") == 2)["ratings"].item() == 4

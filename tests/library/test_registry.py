@@ -1,0 +1,100 @@
+"""The model registry, the promotion gate and the monitoring checks, on real stores, without Dagster."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+
+from recsys.models import registry
+from recsys.models.daily import DayReport
+from recsys.models.monitoring import BEATS_BIAS, NOT_DEGRADED, monitoring_checks
+from recsys.models.versions import ModelingSettings
+from recsys.settings import store_urls
+from recsys.stores import open_store
+
+
+def version(name: str, status: str, kind: str = "warm") -> registry.ModelVersion:
+    return registry.ModelVersion(
+        version=name, kind=kind, parent=None, trained_on="x", first_batch=0, last_batch=0, rows=1,
+        hyperparameters={}, metrics={}, artifact="/dev/null", checksum="0", created_at=registry.now(), status=status,
+    )  # fmt: skip
+
+
+def test_the_gate_promotes_only_a_candidate_that_beats_the_champion(store_base):
+    with open_store(store_urls(store_base)["features"]) as db:
+        db.apply_schema("features")
+        for name, status in (("champ", "champion"), ("worse", "candidate"), ("better", "candidate")):
+            registry.register(db, version(name, status))
+        registry.decide_promotion(db, "d", 1, registry.Decision("worse", "champ", 0.80, 0.70, 0.01), promote=False)
+        assert registry.champion(db).version == "champ" and registry.get(db, "worse").status == "rejected"
+        decision = registry.Decision("better", "champ", 0.60, 0.70, 0.01)
+        assert decision.clears_margin
+        registry.decide_promotion(db, "d", 2, decision, promote=True)
+        assert registry.champion(db).version == "better" and registry.get(db, "champ").status == "retired"
+        # A candidate within the margin does not clear it.
+        assert not registry.Decision("c", "better", 0.699, 0.70, 0.01).clears_margin
+        assert db.query("SELECT promoted FROM promotions ORDER BY batch")["promoted"].to_list() == [False, True]
+
+
+def test_judge_promotes_the_best_candidate_and_only_past_the_margin():
+    champion = version("champ", "champion", kind="full")
+    warm, full = version("warm-1", "candidate", kind="warm"), version("full-1", "candidate", kind="full")
+    # Both beat the champion; the better one (full, 0.80) is promoted, the other is not.
+    decisions, promoted = registry.judge(champion, [warm, full], {"champion": 1.00, "warm": 0.90, "full": 0.80}, 0.10)
+    assert promoted is full
+    assert [(d.candidate, d.candidate_mse, d.champion_mse, d.margin) for d in decisions] == [
+        ("warm-1", 0.90, 1.00, 0.10), ("full-1", 0.80, 1.00, 0.10),
+    ]  # fmt: skip
+    # 10% better is not better than 10% better: the margin is strict, relative to the champion.
+    _, promoted = registry.judge(champion, [warm, full], {"champion": 1.00, "warm": 0.95, "full": 0.90}, 0.10)
+    assert promoted is None
+    # With no margin, any improvement counts; with none at all, nobody is promoted.
+    _, promoted = registry.judge(champion, [warm, full], {"champion": 1.00, "warm": 0.95, "full": 0.90}, 0.0)
+    assert promoted is full
+    assert registry.judge(champion, [], {"champion": 1.0}, 0.0) == ([], None)
+
+
+def day_report(batch: int, champion: float, bias: float) -> DayReport:
+    return DayReport(
+        batch=batch, partition_key=f"day-{batch}", mse={"champion": champion, "bias": bias, "global_mean": 1.0},
+        segments=pl.DataFrame(), ranking=pl.DataFrame(), champion_before="c", champion_after="c",
+    )  # fmt: skip
+
+
+def record_champion_mse(db, batch: int, mse: float) -> None:
+    row = {"partition_key": f"day-{batch}", "batch": batch, "model": "champion", "version": "c", "segment": "all",
+           "rows": 10, "mse": mse, "rmse": math.sqrt(mse), "mae": mse}  # fmt: skip
+    registry.record_metrics(db, batch, pl.DataFrame([row]).with_columns(pl.col("batch").cast(pl.Int32)))
+
+
+@pytest.fixture
+def metrics_db(tmp_path):
+    with open_store(str(tmp_path / "features.duckdb")) as db:
+        db.apply_schema("features")
+        yield db
+
+
+def test_monitoring_warns_when_the_champion_is_no_better_than_the_bias_baseline(metrics_db):
+    settings = ModelingSettings(artifact_dir="unused")
+    checks = {c.name: c for c in monitoring_checks(day_report(0, champion=0.70, bias=0.80), metrics_db, settings)}
+    assert checks[BEATS_BIAS].passed and checks[BEATS_BIAS].metadata == {"champion_mse": 0.70, "bias_mse": 0.80, "partition": "day-0"}
+    checks = {c.name: c for c in monitoring_checks(day_report(0, champion=0.80, bias=0.80), metrics_db, settings)}
+    assert not checks[BEATS_BIAS].passed  # level is not better
+    assert checks[BEATS_BIAS].description == "champion MSE 0.8000 vs user+item bias 0.8000 on day-0"
+    # With no earlier day there is nothing to degrade from.
+    assert checks[NOT_DEGRADED].passed and checks[NOT_DEGRADED].description == "no earlier days to compare with"
+
+
+def test_monitoring_warns_when_the_champion_degrades_past_the_trailing_median(metrics_db):
+    settings = ModelingSettings(artifact_dir="unused", degradation_tolerance=0.25, trailing_days=3)
+    for batch, mse in enumerate([9.0, 0.40, 0.50, 0.60]):  # batch 0 falls outside the 3-day window
+        record_champion_mse(metrics_db, batch, mse)
+    # Median of days 1-3 is 0.50; the limit 0.625.
+    at_limit = {c.name: c for c in monitoring_checks(day_report(4, champion=0.625, bias=1.0), metrics_db, settings)}
+    assert at_limit[NOT_DEGRADED].passed
+    assert at_limit[NOT_DEGRADED].metadata == {"champion_mse": 0.625, "trailing_median": 0.50, "tolerance": 0.25, "trailing_days": 3}
+    past = {c.name: c for c in monitoring_checks(day_report(4, champion=0.63, bias=1.0), metrics_db, settings)}
+    assert not past[NOT_DEGRADED].passed
+    assert past[NOT_DEGRADED].description == "champion MSE 0.6300 against limit 0.6250 (trailing median 0.5000)"

@@ -1,0 +1,124 @@
+"""The store interface behaves the same on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from recsys.errors import RecsysError
+from recsys.settings import Settings, store_urls
+from recsys.stores import open_store, redact
+
+
+def test_store_urls_for_a_directory_and_a_server(tmp_path):
+    urls = store_urls(str(tmp_path))
+    assert urls == {name: str(tmp_path / f"{name}.duckdb") for name in ("raw", "lake", "features")}
+    server = store_urls("postgresql://u:secret@db:5432")
+    assert server["lake"] == "postgresql://u:secret@db:5432/recsys_lake"
+    assert store_urls("postgresql://u@db/prod")["raw"] == "postgresql://u@db/prod_raw"
+
+
+def test_settings_come_from_the_environment(tmp_path):
+    settings = Settings.from_env({"RECSYS_STORE": str(tmp_path), "RECSYS_LAKE_URL": "postgresql://x/lake"})
+    assert settings.raw_url == str(tmp_path / "raw.duckdb")
+    assert settings.lake_url == "postgresql://x/lake"
+    with pytest.raises(RecsysError, match="not a date"):
+        Settings.from_env({"RECSYS_START_DATE": "yesterday"})
+
+
+def test_each_store_has_its_own_artifact_folder_recorded_as_an_absolute_path(tmp_path, monkeypatch):
+    from recsys.models.versions import ModelingSettings
+
+    a = Settings.for_store("postgresql://u:secret@db.example:5433/shop").model_dir
+    b = Settings.for_store("postgresql://u:secret@db.example:5433/lab").model_dir
+    assert a == ".recsys/models/db.example-5433-shop" and b == ".recsys/models/db.example-5433-lab"
+    assert Settings.for_store(str(tmp_path / "stores")).model_dir == str(tmp_path / "stores" / "models")
+    assert Settings.from_env({"RECSYS_STORE": "postgresql://u@h/x"}).model_dir == ".recsys/models/h-5432-x"
+    monkeypatch.chdir(tmp_path)
+    assert ModelingSettings(artifact_dir=a).directory == tmp_path / a
+
+
+def test_password_is_redacted():
+    assert redact("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
+
+
+def test_unsupported_url_is_one_sentence():
+    with pytest.raises(RecsysError, match="is not supported"):
+        open_store("mysql://root@localhost/db")
+
+
+def test_unreachable_postgres_is_one_sentence():
+    with pytest.raises(RecsysError) as error:
+        open_store("postgresql://postgres@127.0.0.1:1/nowhere")
+    message = str(error.value)
+    assert message.startswith("Cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:1/nowhere")
+    assert "\n" not in message
+
+
+FRAME = pl.DataFrame(
+    {
+        "seq": [1, 2, 3],
+        "name": ["a", "", None],
+        "score": [0.1 + 0.2, None, 1e-9],
+        "flag": [True, None, False],
+        "seen_at": [dt.datetime(2024, 1, 2, 3, 4, 5), None, dt.datetime(1999, 12, 31)],
+    }
+)
+
+
+def test_round_trip_keeps_types_nulls_and_empty_strings(store_base):
+    with open_store(store_urls(store_base)["lake"]) as store:
+        store.execute(
+            "CREATE TABLE t (seq BIGINT, name TEXT, score DOUBLE PRECISION, flag BOOLEAN, seen_at TIMESTAMP)"
+        )
+        assert store.insert("t", FRAME) == 3
+        back = store.query("SELECT * FROM t WHERE seq >= $low ORDER BY seq", {"low": 1})
+        assert back.to_dicts() == FRAME.to_dicts()
+        assert back.schema["seq"] == pl.Int64 and back.schema["flag"] == pl.Boolean
+        assert store.query("SELECT * FROM t WHERE seq > $low", {"low": 99}).height == 0
+
+
+def test_replace_is_idempotent_and_atomic(store_base):
+    with open_store(store_urls(store_base)["lake"]) as store:
+        store.execute("CREATE TABLE t (batch INTEGER, value BIGINT)")
+        rows = pl.DataFrame({"batch": [7, 7], "value": [1, 2]}, schema={"batch": pl.Int32, "value": pl.Int64})
+        store.replace("t", "batch = $batch", {"batch": 7}, rows)
+        store.replace("t", "batch = $batch", {"batch": 7}, rows)
+        assert store.scalar("SELECT count(*) FROM t") == 2
+        # A failing insert rolls the delete back: the batch is still whole.
+        bad = pl.DataFrame({"batch": [7], "nope": [1]})
+        with pytest.raises(Exception):
+            store.replace("t", "batch = $batch", {"batch": 7}, bad)
+        assert store.scalar("SELECT count(*) FROM t") == 2
+
+
+def test_schema_files_apply_twice(store_base):
+    with open_store(store_urls(store_base)["raw"]) as store:
+        store.apply_schema("raw")
+        store.apply_schema("raw")
+        assert store.table_exists("raw_ratings")
+
+
+def test_missing_postgres_database_is_created(pg_base):
+    url = store_urls(pg_base)["features"]
+    with open_store(url) as store:
+        assert store.scalar("SELECT current_database()") == url.rsplit("/", 1)[1]
+
+
+def test_bulk_insert_mixes_complete_numeric_rows_and_rows_with_text_or_nulls(store_base):
+    # On PostgreSQL the first kind goes through binary COPY and the rest through CSV COPY.
+    frame = pl.DataFrame(
+        {
+            "seq": list(range(6)),
+            "batch": [0, 0, 1, 1, 2, 2],
+            "rating": [4.5, 0.5, None, 3.0, 5.0, 1.5],
+            "raw_line": [None, None, None, "x,1", None, "1,2,3"],
+        },
+        schema={"seq": pl.Int64, "batch": pl.Int32, "rating": pl.Float64, "raw_line": pl.String},
+    )
+    with open_store(store_urls(store_base)["raw"]) as store:
+        store.execute("CREATE TABLE mixed (seq BIGINT, batch INTEGER, rating DOUBLE PRECISION, raw_line TEXT)")
+        assert store.insert("mixed", frame) == 6
+        assert store.query("SELECT * FROM mixed ORDER BY seq").equals(frame)
