@@ -194,6 +194,13 @@ def _location(loc: tuple) -> str:
     return f"body field {name}" if name else "request body"
 
 
+def _problem(error: dict) -> str:
+    """One validation error as a clause: where, then what."""
+    if error["type"] == "json_invalid":  # its loc is ("body", character offset), not a field
+        return f"the request body is not valid JSON ({error['ctx']['error']} at character {error['loc'][1]})"
+    return f"{_location(tuple(error['loc']))}: {error['msg']}"
+
+
 def create_app(source: SnapshotSource) -> FastAPI:
     # The schema states the limit of n that the serving set in use at start holds; a later set with
     # another count is still enforced below, with a 422 the schema declares.
@@ -214,11 +221,11 @@ def create_app(source: SnapshotSource) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         # The headers carry Allow on a 405 (RFC 9110 requires it).
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(_: Request, error: RequestValidationError) -> JSONResponse:
-        messages = [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in error.errors()]
+        messages = [_problem(e) for e in error.errors()]
         return JSONResponse({"error": "; ".join(messages) + "."}, status_code=422)
 
     def snapshot() -> Snapshot:

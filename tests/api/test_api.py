@@ -223,7 +223,7 @@ def test_predictions_are_the_champions_for_known_and_cold_start_users_and_new_mo
         ("get", "/users/1.0", None, 422, ["path parameter user_id", "valid integer"]),
         ("get", "/movies/%201", None, 422, ["path parameter movie_id", "valid integer"]),
         ("get", "/recommendations/1?n=1_0", None, 422, ["query parameter n", "valid integer"]),
-        ("post", "/predict", b"{not json", 422, ["JSON decode error"]),
+        ("post", "/predict", b"{not json", 422, ["the request body is not valid JSON (Expecting property name enclosed in double quotes at character 1)"]),
         ("post", "/predict", b"\x80 not UTF-8", 400, ["error parsing the body"]),
         ("post", "/predict", {"user_id": 1}, 422, ["exactly one of movie_id or movie"]),
         ("post", "/predict", {"user_id": 1, "movie_id": 1, "movie": {"genres": []}}, 422, ["exactly one"]),

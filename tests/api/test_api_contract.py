@@ -35,8 +35,8 @@ def node_id_for_schemathesis(request):
 
 @schema.parametrize()
 # 25 fuzzed cases per operation, plus the coverage phase's own boundary and wrong-method cases,
-# keep the six operations at seconds; no example database, so no .hypothesis folder is left behind.
-# (Stateful call sequences are not part of parametrize(); the CLI, `schemathesis run`, adds them.)
-@settings(max_examples=25, deadline=None, database=None)
+# keep the six operations at seconds. (Stateful call sequences are not part of parametrize();
+# the CLI, `schemathesis run`, adds them.)
+@settings(max_examples=25, deadline=None)
 def test_the_server_keeps_the_contract_its_schema_states(case):
     case.call_and_validate()
