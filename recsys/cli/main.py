@@ -17,7 +17,7 @@ from pathlib import Path
 from recsys.calendar import parse_date
 from recsys.errors import RecsysError
 from recsys.settings import DEFAULT_SEED, DEFAULT_START_DATE, Settings, store_urls
-from recsys.stores import is_postgres_url
+from recsys.stores import is_postgres_url, redact
 from recsys.writer_lock import hold_store
 
 
@@ -84,7 +84,7 @@ def _load(args: argparse.Namespace) -> None:
     with hold_store(settings.raw_url):
         with DagsterInstance.ephemeral() if args.ephemeral else DagsterInstance.from_config(str(home)) as instance:
             run_job(build_definitions(settings), "bootstrap", instance)
-    print(f"Loaded {args.data} into {args.store}.")
+    print(f"Loaded {args.data} into {redact(args.store)}.")
 
 
 def _run_replay(args: argparse.Namespace) -> dict:
@@ -126,11 +126,11 @@ def _demo(args: argparse.Namespace) -> None:
         f"archive, the best any model can do, is {truth['noise_floor_mse']:.4f}; an oracle user+item-bias "
         f"model reaches {truth['oracle_bias_mse']:.4f} (truth.json).\n"
         "Open the Dagster UI on this result (lineage, checks, MSE plotted per partition):\n"
-        f"  DAGSTER_HOME={dagster_home(settings)} RECSYS_STORE={args.store} "
+        f"  DAGSTER_HOME={dagster_home(settings)} RECSYS_STORE={redact(args.store)} "
         f"RECSYS_DATA_DIR={data} RECSYS_BATCH_SIZE={args.batch_size} RECSYS_BOOTSTRAP_ROWS={args.bootstrap_rows} "
         f"RECSYS_START_DATE={args.start_date} uv run dagster dev -m recsys_assets.definitions\n"
         "Serve its recommendations over HTTP (OpenAPI schema at http://127.0.0.1:8000/docs):\n"
-        f"  uv run recsys serve --store {args.store}"
+        f"  uv run recsys serve --store {redact(args.store)}"
     )
 
 
