@@ -144,7 +144,10 @@ def measured_commits() -> str:
     commits: dict[str, list[str]] = {}
     for path in sorted(RESULTS.glob("*.json")):
         result = json.loads(path.read_text())
-        label = result.get("commit", "unknown")[:10] + ("" if result.get("tree_clean", False) else " (uncommitted changes)")
+        if "commit" not in result:
+            label = "none recorded (an earlier session's run, before results named their commit)"
+        else:
+            label = result["commit"][:10] + ("" if result["tree_clean"] else " (uncommitted changes)")
         commits.setdefault(label, []).append(path.stem)
     return "; ".join(f"commit {label}: {', '.join(names)}" for label, names in commits.items())
 
