@@ -32,6 +32,17 @@ def archive(make_archive) -> Path:
     return make_archive(BOOTSTRAP + DAYS * BATCH, 21)
 
 
+def assert_recorded_ranking(db, batch: int, protocol: str, segment: str, expected: dict) -> None:
+    """The champion's ranking figures recorded for a day equal those computed independently."""
+    recorded = db.query(
+        "SELECT users, ndcg_at_10, recall_at_10 FROM ranking_metrics WHERE batch = $b AND model = 'champion' "
+        "AND protocol = $protocol AND segment = $segment",
+        {"b": batch, "protocol": protocol, "segment": segment},
+    ).row(0, named=True)
+    assert recorded["users"] == expected["users"] > 0
+    assert recorded["ndcg_at_10"] == pytest.approx(expected["ndcg"]) and recorded["recall_at_10"] == pytest.approx(expected["recall"])
+
+
 @pytest.fixture(
     params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("pgvector", marks=pytest.mark.postgres)]
 )
@@ -102,13 +113,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
             day = lake.query("SELECT user_id, movie_id, rating FROM lake_ratings WHERE batch = $b", {"b": last})
         relevant = day.filter(pl.col("rating") >= ranking.RELEVANT_RATING).join(served_before.select("user_id").unique(), on="user_id")
         expected = ranking.ranking_metrics(served_before, relevant)
-        recorded = db.query(
-            "SELECT users, ndcg_at_10, recall_at_10 FROM ranking_metrics WHERE batch = $b AND model = 'champion' "
-            "AND protocol = 'catalog' AND segment = 'with_history'",
-            {"b": last},
-        ).row(0, named=True)
-        assert recorded["users"] == expected["users"] > 0
-        assert recorded["ndcg_at_10"] == pytest.approx(expected["ndcg"]) and recorded["recall_at_10"] == pytest.approx(expected["recall"])
+        assert_recorded_ranking(db, last, "catalog", "with_history", expected)
 
     metadata = {
         event.asset_key.to_user_string(): event.event_specific_data.materialization.metadata
@@ -143,13 +148,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
             ranking.rank_by_score(scored, "champion"),
             scored.filter(pl.col("rating") >= ranking.RELEVANT_RATING).select("user_id", "movie_id"),
         )
-        recorded = db.query(
-            "SELECT users, ndcg_at_10, recall_at_10 FROM ranking_metrics WHERE batch = $b AND model = 'champion' "
-            "AND protocol = 'rated' AND segment = 'all'",
-            {"b": last},
-        ).row(0, named=True)
-        assert recorded["users"] == expected["users"] > 0
-        assert recorded["ndcg_at_10"] == pytest.approx(expected["ndcg"]) and recorded["recall_at_10"] == pytest.approx(expected["recall"])
+        assert_recorded_ranking(db, last, "rated", "all", expected)
 
         # The query behind no_rated_movie_recommended finds a rated movie slipped into the lists.
         assert rated_recommendations(db, served.model_version, last) == 0
