@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,3 +99,18 @@ def write_result(name: str, payload: dict) -> Path:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload, indent=2))
     return path
+
+
+def run_replay(data: Path, store: Path, days: int, batch: int, bootstrap: int, *options: str) -> tuple[dict, float]:
+    """`recsys replay` of `data` in a subprocess with its own stores and Dagster home under `store`;
+    returns (the report's summary, wall seconds)."""
+    report_path = store / "report.json"
+    args = [
+        sys.executable, "-m", "recsys.cli", "replay", "--data", str(data), "--days", str(days),
+        "--batch-size", str(batch), "--bootstrap-rows", str(bootstrap), "--store", str(store),
+        "--report", str(report_path), *options,
+    ]  # fmt: skip
+    env = {**os.environ, "DAGSTER_HOME": str(store / "dagster_home")}
+    started = time.perf_counter()
+    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL)
+    return json.loads(report_path.read_text())["summary"], time.perf_counter() - started

@@ -7,31 +7,16 @@ overhead is the run time not spent inside the steps' own work.
 
 from __future__ import annotations
 
-import json
-import os
 import resource
-import subprocess
-import sys
-import time
 
-from benchmarks.common import WORK, dataset, write_result
+from benchmarks.common import WORK, dataset, run_replay, write_result
 
 BOOTSTRAP, BATCH, DAYS = 1_000_000, 50_000, 30
 
 
 def replay(mode: str, data) -> dict:
-    store = WORK / "replay" / mode
-    report_path = store / "report.json"
-    args = [
-        sys.executable, "-m", "recsys.cli", "replay", "--data", str(data), "--days", str(DAYS),
-        "--batch-size", str(BATCH), "--bootstrap-rows", str(BOOTSTRAP), "--store", str(store),
-        "--report", str(report_path), *(["--range-runs"] if mode == "range" else []),
-    ]  # fmt: skip
-    env = {**os.environ, "DAGSTER_HOME": str(store / "dagster_home")}
-    started = time.perf_counter()
-    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
-    summary = json.loads(report_path.read_text())["summary"]
+    options = ["--range-runs"] if mode == "range" else []
+    summary, wall = run_replay(data, WORK / "replay" / mode, DAYS, BATCH, BOOTSTRAP, *options)
     step_seconds = sum(summary["seconds_per_layer"].values())
     rows = summary["rows_raw"]
     return {

@@ -13,6 +13,7 @@ RUNS = [
     ["benchmarks.feature_days", "--store", "postgres"],
     ["benchmarks.model_training"],
     ["benchmarks.replay"],
+    ["benchmarks.movielens_100k"],
     ["benchmarks.fault_injection"],
     ["benchmarks.batch_recommendations", "--store", "duckdb"],
     ["benchmarks.batch_recommendations", "--store", "postgres"],

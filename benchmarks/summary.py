@@ -139,6 +139,61 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def quality_table() -> str:
+    """Real-data quality (MovieLens 100K): RMSE and NDCG@10 of every model and ranking, by feature time."""
+    result = load("movielens_100k")
+    if not result:
+        return ""
+    event, batch, ids = result["event"], result["batch"], result["event_with_ids"]
+    lines = [
+        f"Quality on real data: MovieLens 100K, {result['bootstrap_rows']:,}-row bootstrap then {result['days']} days of "
+        f"{result['batch_size']:,} rows, each day scored before anything trains on it ({event['rows']['all']:,} ratings, "
+        f"{event['user_days']['all']} user-days: {event['user_days']['with_history']} returning, "
+        f"{event['user_days']['no_history']} new).",
+        "",
+        "| RMSE (rows with / without an earlier rating by the user) | event-time features | batch-time features | event time, rating model with ID embeddings |",
+        "|---|---|---|---|",
+    ]
+    for model, label in (
+        ("global_mean", "global mean"), ("bias", "user+item bias fitted on earlier days"),
+        ("bias_event_time", "the same bias, user term at event time"), ("champion", "rating model (champion)"),
+    ):  # fmt: skip
+        cells = [
+            f"{r['rmse']['all'][model]:.3f} ({r['rmse']['with_history'][model]:.3f} / {r['rmse'].get('no_history', {}).get(model, float('nan')):.3f})"
+            for r in (event, batch, ids)
+        ]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    lines += [
+        "",
+        "| catalog NDCG@10 (all / returning / new users) | event-time features | batch-time features | event time, rating model with ID embeddings |",
+        "|---|---|---|---|",
+    ]
+    for model, label in (
+        ("popularity", "most popular by recent count (the fallback)"), ("popularity_by_mean", "best rated recently"),
+        ("champion", "rating model alone"), ("retrieval", "retrieval model alone"), ("two_stage", "two-stage list"),
+        ("served", "served: two-stage for returning users, most popular for new"),
+    ):  # fmt: skip
+        cells = [
+            " / ".join(f"{r['ndcg_at_10'][segment][model]:.3f}" for segment in ("all", "with_history", "no_history"))
+            for r in (event, batch, ids)
+        ]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    targets, met, anchors = result["targets"], result["met"], result["anchors_from_issue_11"]
+    lines += [
+        "",
+        f"Against issue 11's targets (event time): champion RMSE {event['rmse']['all']['champion']:.3f} "
+        f"(target <= {targets['champion_rmse_at_most']}, {'met' if met['champion_rmse'] else 'not met'}); "
+        f"served NDCG@10 {event['ndcg_at_10']['all']['served']:.3f} (target >= {targets['served_ndcg_at_10_at_least']}, "
+        f"{'met' if met['served_ndcg_at_10'] else 'not met'}; EASE + most popular {anchors['ease_plus_most_popular_ndcg_at_10']}); "
+        f"returning users {event['returning_served_vs_most_popular']:.2f}x most popular's "
+        f"(target {targets['returning_vs_most_popular_at_least']}x, {'met' if met['returning_vs_most_popular'] else 'not met'}; "
+        f"EASE {anchors['ease_lambda_200_returning_ndcg_at_10']} on them). Served minus most popular, day by day: "
+        f"worst {event['served_minus_most_popular_by_day']['worst']:+.3f}, mean {event['served_minus_most_popular_by_day']['mean']:+.3f} "
+        f"(day-to-day spread {event['served_minus_most_popular_by_day']['stdev']:.3f}).",
+    ]
+    return "\n".join(lines)
+
+
 def measured_commits() -> str:
     """Which commits the result files measured, and whether the tree had changes then."""
     commits: dict[str, list[str]] = {}
@@ -156,7 +211,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write-readme", action="store_true", help="replace the table in README.md")
     args = parser.parse_args()
-    block = f"{table()}\n\nMeasured at {measured_commits()}."
+    sections = [table(), quality_table(), f"Measured at {measured_commits()}."]
+    block = "\n\n".join(section for section in sections if section)
     if not args.write_readme:
         print(block)
         return

@@ -69,6 +69,9 @@ class Settings:
     bootstrap_rows: int | None = None
     model_dir: str = ".recsys/models"
     seed: int = DEFAULT_SEED
+    # The rating model's hashed ID embedding size; 0 (genre features only) measured better on
+    # MovieLens 100K (benchmarks/results/movielens_100k.json).
+    rating_id_dim: int = 0
     embedding_backend: str = "auto"
     # Stores whose URL came from its own environment variable (store -> variable): Dagster then
     # gets the variable's name rather than the URL, so a password never shows in its UI.
@@ -108,6 +111,7 @@ class Settings:
             bootstrap_rows=int(bootstrap) if bootstrap else None,
             model_dir=env.get("RECSYS_MODEL_DIR") or default_model_dir(base),
             seed=int(env.get("RECSYS_SEED") or DEFAULT_SEED),
+            rating_id_dim=int(env.get("RECSYS_RATING_ID_DIM") or 0),
             embedding_backend=env.get("RECSYS_EMBEDDING_BACKEND") or "auto",
             url_variables=overridden,
             base_variable="RECSYS_STORE" if env.get("RECSYS_STORE") else None,

@@ -85,9 +85,15 @@ class RecommendedMovie(BaseModel):
 
 class Recommendations(BaseModel):
     user_id: int
-    source: Literal["model", "popularity"] = Field(description="model: the champion's precomputed top-N; popularity: the cold-start fallback.")
+    source: Literal["model", "popularity"] = Field(
+        description="model: the precomputed two-stage top-N (retrieval candidates ordered by the rating model); "
+        "popularity: the cold-start fallback."
+    )
     reason: str
-    score_kind: Literal["predicted_rating", "mean_rating"]
+    score_kind: Literal["predicted_rating", "recent_ratings"] = Field(
+        description="predicted_rating: the model's; recent_ratings: the movie's ratings in the popularity window, "
+        "which the fallback ranks by (mean rating breaking ties)."
+    )
     model_version: str
     as_of: str = Field(description="The partition whose end state the recommendations were computed on.")
     items: list[RecommendedMovie]
@@ -288,11 +294,15 @@ def create_app(source: SnapshotSource) -> FastAPI:
         found = s.recommendations(user_id)
         if found is not None:
             movies, scores = found[0][:n], found[1][:n]
-            source, kind, reason = "model", "predicted_rating", f"the champion's top {per_user} movies this user has not rated"
+            source, kind = "model", "predicted_rating"
+            reason = (
+                f"two stages: the retrieval model {s.serving.retrieval_version} picked the movies this user has not rated "
+                f"and is likely to choose, the rating model {s.serving.model_version} ordered them with its predicted rating"
+            )
         else:
-            movies, scores = s.popular["movie_id"].to_numpy()[:n], s.popular["mean_rating"].to_numpy()[:n]
-            source, kind = "popularity", "mean_rating"
-            reason = "the model has no ratings of this user, so the most popular movies (recent mean rating, enough ratings) answer"
+            movies, scores = s.popular["movie_id"].to_numpy()[:n], s.popular["ratings"].to_numpy()[:n]
+            source, kind = "popularity", "recent_ratings"
+            reason = "the model has no ratings of this user, so the most rated movies of recent days answer"
         items = [
             RecommendedMovie(
                 rank=rank, movie_id=int(m), score=round(float(score), 4),

@@ -7,6 +7,7 @@ from dagster import (
     AssetExecutionContext,
     AssetSpec,
     BackfillPolicy,
+    Config,
     Definitions,
     MaterializeResult,
     MetadataValue,
@@ -22,7 +23,7 @@ from recsys.features.build import (
     build_days,
     build_movie_features,
 )
-from recsys.features.point_in_time import MOVIE_FEATURE_COLUMNS
+from recsys.features.point_in_time import MOVIE_FEATURE_COLUMNS, FeatureTime
 from recsys.lake.tables import archive_info
 from recsys.quality.gx import validate_all
 from recsys.reporting import markdown_table
@@ -57,6 +58,12 @@ def movie_features(lake_store: StoreResource, features_store: StoreResource):
     )
 
 
+class BootstrapConfig(Config):
+    """How the feature store is started; recorded in feature_params, so every day follows it."""
+
+    feature_time: FeatureTime = "event"
+
+
 @asset(
     group_name=GROUP,
     deps=["lake_bootstrap", movie_features],
@@ -64,16 +71,24 @@ def movie_features(lake_store: StoreResource, features_store: StoreResource):
     owners=OWNERS,
     description="The feature store started over from the bootstrap slice: user and movie state as of "
     "the end of the slice, and point-in-time training examples for the slice (cut into blocks of "
-    "the daily batch size, each seeing only earlier blocks). Clears every later day.",
+    "the daily batch size, replayed as days). feature_time `event` (default): a rating's features use "
+    "every earlier rating of its user and movie, strictly before its second, the same day included; "
+    "`batch`: only earlier days. Clears every later day.",
     check_specs=check_specs("bootstrap_features", suites.EXAMPLES_SUITES),
 )
-def bootstrap_features(raw_store: StoreResource, lake_store: StoreResource, features_store: StoreResource):
+def bootstrap_features(
+    config: BootstrapConfig, raw_store: StoreResource, lake_store: StoreResource, features_store: StoreResource
+):
     with user_errors(), raw_store.open() as raw, lake_store.open() as lake, features_store.open() as features:
         # The block size is the batch size the raw store was loaded with: the archive's one source.
-        examples = build_bootstrap(lake, features, archive_info(raw).batch_size)
+        examples = build_bootstrap(lake, features, archive_info(raw).batch_size, config.feature_time)
     checks = validate_all(suites.examples_view(examples), suites.EXAMPLES_SUITES)
     return MaterializeResult(
-        metadata={"dagster/row_count": examples.height, "users": examples["user_id"].n_unique()},
+        metadata={
+            "dagster/row_count": examples.height,
+            "users": examples["user_id"].n_unique(),
+            "feature_time": config.feature_time,
+        },
         check_results=check_results("bootstrap_features", {"bootstrap": checks}),
     )
 
@@ -102,7 +117,8 @@ def definitions(calendar: Calendar) -> Definitions:
                 kinds={"polars", "sql"},
                 owners=OWNERS,
                 description="The day's clean ratings joined to the user and movie features as they stood "
-                "before that day (point in time: no feature includes the rating it predicts).",
+                "just before each rating's second (or, with the bootstrap's feature_time `batch`, before the "
+                "day): point in time, no feature includes the rating it predicts or another of its second.",
             ),
         ],
         check_specs=[

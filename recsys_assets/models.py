@@ -36,9 +36,12 @@ from recsys_resources import ModelingResource, ServingResource, StoreResource
 OWNERS = ["team:ml-platform"]
 
 
-def version_metadata(version: registry.ModelVersion) -> dict:
+def version_metadata(version: registry.ModelVersion, retrieval: registry.ModelVersion) -> dict:
     return {
         "version": version.version,
+        "retrieval_version": retrieval.version,
+        "retrieval_train_seconds": float(round(retrieval.metrics["seconds"], 3)),
+        "retrieval_final_train_loss": float(round(retrieval.metrics["epoch_losses"][-1], 4)),
         "kind": version.kind,
         "parent": version.parent or "",
         "trained_on": version.trained_on,
@@ -59,14 +62,18 @@ def definitions(calendar: Calendar) -> Definitions:
         deps=["bootstrap_features"],
         kinds={"keras", "tensorflow"},
         owners=OWNERS,
-        description="A two-tower genre-preference model trained from scratch on the bootstrap slice's "
-        "examples; it becomes the first champion.",
+        description="The first champions of both stages, trained from scratch on the bootstrap slice's "
+        "examples: the genre-preference two-tower rating model, and the retrieval two-tower (hashed user "
+        "and movie ids, in-batch softmax with logQ correction) that picks the candidates it orders.",
     )
     def initial_model(features_store: StoreResource, modeling: ModelingResource) -> MaterializeResult:
+        settings = modeling.settings()
         with user_errors(), features_store.open() as features:
-            version = train_full(features, modeling.settings(), calendar, BOOTSTRAP_BATCH, registry.CANDIDATE)
+            version = train_full(features, settings, calendar, BOOTSTRAP_BATCH, registry.CANDIDATE)
+            retrieval = train_full(features, settings, calendar, BOOTSTRAP_BATCH, registry.CANDIDATE, registry.RETRIEVAL)
             registry.make_champion(features, version.version)
-        return MaterializeResult(metadata=version_metadata(version))
+            registry.make_champion(features, retrieval.version, registry.RETRIEVAL)
+        return MaterializeResult(metadata=version_metadata(version, retrieval))
 
     @multi_asset(
         specs=[
@@ -78,9 +85,10 @@ def definitions(calendar: Calendar) -> Definitions:
                 kinds={"keras"},
                 owners=OWNERS,
                 description="Test-then-train: the champion, the latest warm and full models and the global-mean "
-                "and user+item-bias baselines (fitted on the past) scored on the day's batch before anything "
-                "trains on it; MSE, RMSE, MAE overall and for users with and without history. Then the "
-                "promotion gate decides on the candidates.",
+                "and user+item-bias baselines (fitted on the past; one with its user term at event time) scored "
+                "on the day's batch before anything trains on it; MSE, RMSE, MAE overall and for users with and "
+                "without an earlier rating. NDCG@10 and recall@10 of every ranking (rating model, retrieval, "
+                "two-stage, popularity, what was served). Then each stage's promotion gate decides on its candidates.",
             ),
             AssetSpec(
                 "warm_model",
@@ -93,8 +101,8 @@ def definitions(calendar: Calendar) -> Definitions:
                 partitions_def=daily,
                 kinds={"keras", "tensorflow"},
                 owners=OWNERS,
-                description="The day's warm start: yesterday's warm model (or the champion just promoted) "
-                "fine-tuned on the day's examples at a low learning rate, optimizer state carried over.",
+                description="The day's warm starts of both stages: yesterday's warm model (or the champion just "
+                "promoted) fine-tuned on the day's examples at a low learning rate, optimizer state carried over.",
             ),
         ],
         check_specs=monitoring_specs("model_metrics"),
@@ -140,6 +148,7 @@ def definitions(calendar: Calendar) -> Definitions:
                 **floats,
                 "champion_version": last.champion_after,
                 "promoted": last.champion_after != last.champion_before,
+                "retrieval_champion_version": last.retrieval_champion_after,
                 # Re-running a day keeps its first test-then-train figures (see recsys.models.daily).
                 "rescored": any(r.rescored for r in reports),
                 "days": MetadataValue.md(markdown_table(days, limit=len(reports))),
@@ -148,7 +157,12 @@ def definitions(calendar: Calendar) -> Definitions:
         )
         yield MaterializeResult(
             asset_key="warm_model",
-            metadata={"version": last.warm_version, "parent": last.champion_after, "train_seconds": float(round(last.warm_seconds, 3))},
+            metadata={
+                "version": last.warm_version,
+                "retrieval_version": last.retrieval_warm_version,
+                "retrieval_champion": last.retrieval_champion_after,
+                "train_seconds": float(round(last.warm_seconds, 3)),
+            },
         )
 
     @asset(
@@ -157,8 +171,8 @@ def definitions(calendar: Calendar) -> Definitions:
         partitions_def=weekly_partitions(calendar),
         kinds={"keras", "tensorflow"},
         owners=OWNERS,
-        description="The weekly full retrain: a model trained from scratch on every example up to the end "
-        "of its week (bootstrap included), registered as a candidate for the promotion gate.",
+        description="The weekly full retrain of both stages: models trained from scratch on every example up "
+        "to the end of its week (bootstrap included), registered as candidates for the promotion gates.",
     )
     def full_model(context: AssetExecutionContext, features_store: StoreResource, modeling: ModelingResource) -> MaterializeResult:
         # The week's last day: the day before the next week starts.
@@ -171,6 +185,7 @@ def definitions(calendar: Calendar) -> Definitions:
                     "training examples are not built yet: materialize training_examples through that day first."
                 )
             version = train_full(features, modeling.settings(), calendar, last_day, registry.CANDIDATE)
-        return MaterializeResult(metadata=version_metadata(version))
+            retrieval = train_full(features, modeling.settings(), calendar, last_day, registry.CANDIDATE, registry.RETRIEVAL)
+        return MaterializeResult(metadata=version_metadata(version, retrieval))
 
     return Definitions(assets=[initial_model, daily_models, full_model])

@@ -23,11 +23,14 @@ def run_job(
     instance: DagsterInstance,
     partition_key: str | None = None,
     last_partition_key: str | None = None,
+    op_config: dict | None = None,
 ) -> ExecuteInProcessResult:
-    """Run a job of `defs` in `instance`: one partition, or a range in one run."""
+    """Run a job of `defs` in `instance`: one partition, or a range in one run; `op_config` maps a
+    step (an asset's name) to its config."""
     ranged = last_partition_key is not None and last_partition_key != partition_key
+    ops = {"ops": {step: {"config": config} for step, config in op_config.items()}} if op_config else {}
     result = defs.resolve_job_def(name).execute_in_process(
-        run_config=QUIET,
+        run_config={**QUIET, **ops},
         instance=instance,
         partition_key=None if ranged else partition_key,
         tags={RANGE_START: partition_key, RANGE_END: last_partition_key} if ranged else None,

@@ -97,7 +97,7 @@ def definitions(calendar: Calendar) -> Definitions:
         kinds={"polars", "sql"},
         owners=OWNERS,
         description="The cold-start fallback: movies with at least the threshold of ratings in the recent "
-        "window of days, ranked by mean rating (then by count). Answers users the model does not know.",
+        "window of days, ranked by how often they were rated (then by mean rating). Answers users the model does not know.",
     )
     def popular_movies(
         context: AssetExecutionContext, lake_store: StoreResource, features_store: StoreResource, serving: ServingResource

@@ -65,6 +65,9 @@ class ModelingResource(ConfigurableResource):
 
     artifact_dir: str = Field(description="Directory of the .keras model artifacts.")
     seed: int = Field(default=0, description="Seed of weight initialization and shuffling.")
+    rating_id_dim: int = Field(
+        default=0, description="Size of the rating model's hashed user and movie ID embeddings (0: genre features only)."
+    )
     promotion_margin: float = Field(
         default=0.0,
         description="A candidate is promoted only if its MSE on the latest unseen day is below the "
@@ -81,6 +84,7 @@ class ModelingResource(ConfigurableResource):
         return ModelingSettings(
             artifact_dir=self.artifact_dir,
             seed=self.seed,
+            rating_id_dim=self.rating_id_dim,
             promotion_margin=self.promotion_margin,
             degradation_tolerance=self.degradation_tolerance,
             trailing_days=self.trailing_days,
@@ -94,9 +98,7 @@ class ServingResource(ConfigurableResource):
     popularity_days: int = Field(
         default=14, description="Daily batches of ratings (the bootstrap counts as one) behind the popularity ranking."
     )
-    popularity_min_ratings: int = Field(
-        default=20, description="Ratings a movie needs in that window to be ranked by its mean rating."
-    )
+    popularity_min_ratings: int = Field(default=20, description="Ratings a movie needs in that window to be ranked.")
     embedding_backend: str = Field(
         default="auto",
         description="auto: pgvector on a PostgreSQL server that offers it, otherwise float arrays; array: always arrays.",
@@ -129,6 +131,6 @@ def build_resources(settings: Settings) -> dict:
         "raw_store": store("raw"),
         "lake_store": store("lake"),
         "features_store": store("features"),
-        "modeling": ModelingResource(artifact_dir=settings.model_dir, seed=settings.seed),
+        "modeling": ModelingResource(artifact_dir=settings.model_dir, seed=settings.seed, rating_id_dim=settings.rating_id_dim),
         "serving": ServingResource(embedding_backend=settings.embedding_backend),
     }

@@ -237,7 +237,8 @@ CREATE TABLE IF NOT EXISTS model_versions (
     artifact        TEXT      NOT NULL,  -- path of the .keras file (optimizer state included)
     checksum        TEXT      NOT NULL,  -- sha256 of the artifact, checked on every load
     created_at      TIMESTAMP NOT NULL,
-    status          TEXT      NOT NULL   -- candidate | champion | rejected | retired (a former champion)
+    status          TEXT      NOT NULL,  -- candidate | champion | rejected | retired (a former champion)
+    stage           TEXT      NOT NULL   -- rating (predicts the rating) | retrieval (which movies a user picks)
 );
 
 -- Test-then-train monitoring: each model scored on a day's batch before anything trains on it.
@@ -253,15 +254,16 @@ CREATE TABLE IF NOT EXISTS model_metrics (
     mae           DOUBLE PRECISION NOT NULL
 );
 
--- Promotion gate decisions: a candidate replaces the champion only if it beats it on the
--- latest unseen day by the configured margin.
+-- Promotion gate decisions: a candidate replaces its stage's champion only if it beats it on the
+-- latest unseen day by the configured margin (rating: lower MSE; retrieval: higher NDCG@10).
 CREATE TABLE IF NOT EXISTS promotions (
-    partition_key TEXT             NOT NULL,
-    batch         INTEGER          NOT NULL,
-    candidate     TEXT             NOT NULL,
-    champion      TEXT             NOT NULL,
-    candidate_mse DOUBLE PRECISION NOT NULL,
-    champion_mse  DOUBLE PRECISION NOT NULL,
+    partition_key   TEXT             NOT NULL,
+    batch           INTEGER          NOT NULL,
+    candidate       TEXT             NOT NULL,
+    champion        TEXT             NOT NULL,
+    metric          TEXT             NOT NULL,  -- mse | ndcg_at_10
+    candidate_score DOUBLE PRECISION NOT NULL,
+    champion_score  DOUBLE PRECISION NOT NULL,
     margin        DOUBLE PRECISION NOT NULL,
     promoted      BOOLEAN          NOT NULL,
     decided_at    TIMESTAMP        NOT NULL
@@ -280,10 +282,12 @@ CREATE TABLE IF NOT EXISTS serving_sets (
     users                    BIGINT           NOT NULL,
     movies                   BIGINT           NOT NULL,
     recommendations_per_user INTEGER          NOT NULL,
-    created_at               TIMESTAMP        NOT NULL
+    created_at               TIMESTAMP        NOT NULL,
+    retrieval_version        TEXT             NOT NULL   -- the retrieval champion that picked the candidates
 );
 
--- Each known user's top-N movies not yet rated, by the champion's predicted rating.
+-- Each known user's top-N movies not yet rated, in two stages: the retrieval champion's candidates
+-- ordered with the rating champion (score: the predicted rating).
 CREATE TABLE IF NOT EXISTS batch_recommendations (
     model_version TEXT     NOT NULL,
     as_of_batch   INTEGER  NOT NULL,

@@ -51,12 +51,16 @@ class AssetReplay:
         self.instance = DagsterInstance.ephemeral()
         self.daily = DAILY_ASSETS + (SERVING_ASSETS if serve else [])
 
-    def run(self, selection: list[str], partition: str | None = None, ok: bool = True, *, last: str | None = None):
-        """Materialize `selection`: unpartitioned, one partition, or the range partition..last in one run."""
+    def run(
+        self, selection: list[str], partition: str | None = None, ok: bool = True, *, last: str | None = None, config: dict | None = None
+    ):
+        """Materialize `selection`: unpartitioned, one partition, or the range partition..last in one
+        run; `config` maps an asset to its run config."""
         tags = {f"{RANGE}start": partition, f"{RANGE}end": last} if last is not None else None
+        run_config = {"ops": {name: {"config": values} for name, values in config.items()}} if config else None
         result = materialize(
             self.assets, selection=[self.by_name[name] for name in selection],
-            partition_key=None if last is not None else partition, tags=tags,
+            partition_key=None if last is not None else partition, tags=tags, run_config=run_config,
             resources=self.resources, instance=self.instance, raise_on_error=False,
         )  # fmt: skip
         if ok:

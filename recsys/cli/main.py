@@ -49,7 +49,7 @@ def resolved_store(store: str) -> str:
 
 
 def replay_settings(
-    data: str, store: str, batch_size: int, bootstrap_rows: int | None, start_date: str, seed: int
+    data: str, store: str, batch_size: int, bootstrap_rows: int | None, start_date: str, seed: int, rating_id_dim: int = 0
 ) -> Settings:
     """The settings a replay or load runs with: its arguments, not the environment."""
     return Settings.for_store(
@@ -59,6 +59,7 @@ def replay_settings(
         batch_size=batch_size,
         bootstrap_rows=bootstrap_rows,
         seed=seed,
+        rating_id_dim=rating_id_dim,
     )
 
 
@@ -88,13 +89,15 @@ def _load(args: argparse.Namespace) -> None:
 
 
 def _run_replay(args: argparse.Namespace) -> dict:
-    settings = replay_settings(args.data, args.store, args.batch_size, args.bootstrap_rows, args.start_date, args.seed)
+    settings = replay_settings(
+        args.data, args.store, args.batch_size, args.bootstrap_rows, args.start_date, args.seed, args.rating_id_dim
+    )
     from recsys.cli.replay import ReplayConfig, replay
 
     config = ReplayConfig(
         data=settings.data_dir, days=args.days, batch_size=args.batch_size, bootstrap_rows=args.bootstrap_rows,
         start_date=args.start_date, store=resolved_store(args.store),
-        seed=args.seed, range_runs=args.range_runs, resume=args.resume,
+        seed=args.seed, range_runs=args.range_runs, resume=args.resume, feature_time=args.feature_time,
     )  # fmt: skip
     return replay(config, settings, dagster_home(settings), progress=lambda line: print(line, flush=True))
 
@@ -163,6 +166,14 @@ def _replay_options(parser: argparse.ArgumentParser, batch_size: int, bootstrap_
     parser.add_argument("--seed", type=int, default=0, help="seed of model initialization and shuffling")
     parser.add_argument("--range-runs", action="store_true", help="one Dagster run per week of days (single-run backfill)")
     parser.add_argument("--resume", action="store_true", help="keep the stores and instance instead of starting empty")
+    parser.add_argument(
+        "--feature-time", choices=["event", "batch"], default="event",
+        help="event: features use every earlier rating, the same day included; batch: only earlier days",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rating-id-dim", type=int, default=0,
+        help="size of the rating model's hashed user and movie ID embeddings (0: genre features only, measured better)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

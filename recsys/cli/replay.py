@@ -30,6 +30,7 @@ from dagster import (
 )
 
 from recsys.errors import RecsysError
+from recsys.models.daily import MSE_MODELS
 from recsys.raw.archive import batch_count, default_bootstrap_rows
 from recsys.settings import Settings
 from recsys.sources import readers
@@ -38,7 +39,7 @@ from recsys.writer_lock import hold_store
 from recsys_assets.definitions import build_definitions
 from recsys_assets.runs import run_job
 
-MSE_KEYS = ("global_mean", "bias", "champion", "warm", "full")
+MSE_KEYS = MSE_MODELS
 # Which layer each step's time counts toward in the report.
 LAYER_OF_STEP = {
     "raw_movies": "raw", "raw_ratings": "raw",
@@ -60,6 +61,7 @@ class ReplayConfig:
     seed: int
     range_runs: bool = False
     resume: bool = False
+    feature_time: str = "event"
 
 
 @dataclass
@@ -75,9 +77,11 @@ class ReplayRuns:
     runs: int = 0
     run_seconds: float = 0.0
 
-    def run(self, job: str, partition: str | None = None, last: str | None = None) -> ExecuteInProcessResult:
+    def run(
+        self, job: str, partition: str | None = None, last: str | None = None, op_config: dict | None = None
+    ) -> ExecuteInProcessResult:
         started = time.perf_counter()
-        result = run_job(self.defs, job, self.instance, partition, last)
+        result = run_job(self.defs, job, self.instance, partition, last, op_config)
         self.runs += 1
         self.run_seconds += time.perf_counter() - started
         for event in result.all_events:
@@ -149,7 +153,7 @@ def _run(config: ReplayConfig, settings: Settings, dagster_home: Path, progress:
     started = time.perf_counter()
 
     progress(f"bootstrap: loading {config.data} and training the first champion ...")
-    state.count_checks(state.run("bootstrap"), ["bootstrap"])
+    state.count_checks(state.run("bootstrap", op_config={"bootstrap_features": {"feature_time": config.feature_time}}), ["bootstrap"])
     progress(f"bootstrap done in {time.perf_counter() - started:.1f} s")
 
     day = 0
@@ -176,6 +180,17 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
     with open_store(state.settings.lake_url) as lake, open_store(state.settings.features_url) as features:
         batches = lake.query("SELECT batch, rows_raw, rows_clean, rows_rejected FROM lake_batches WHERE batch >= 0")
         metrics = features.query("SELECT batch, model, version, mse FROM model_metrics WHERE segment = 'all'")
+        # RMSE over every scored rating of the replay's days, per model and segment.
+        pooled = features.query(
+            "SELECT model, segment, sqrt(sum(rows * mse) / sum(rows)) AS rmse, sum(rows) AS rows FROM model_metrics "
+            "WHERE batch >= 0 AND batch < $days GROUP BY model, segment",
+            {"days": config.days},
+        )
+        segment_ranks = features.query(
+            "SELECT model, segment, avg(ndcg_at_10) AS ndcg_at_10, avg(recall_at_10) AS recall_at_10, sum(users) AS user_days "
+            "FROM ranking_metrics WHERE protocol = 'catalog' AND batch >= 0 AND batch < $days GROUP BY model, segment",
+            {"days": config.days},
+        )
         ranks = features.query(
             "SELECT protocol, model, avg(ndcg_at_10) AS ndcg_at_10, avg(recall_at_10) AS recall_at_10, count(*) AS days "
             "FROM ranking_metrics WHERE segment = 'all' AND batch >= 0 AND batch < $days GROUP BY protocol, model",
@@ -226,6 +241,18 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
                     for r in ranks.filter(pl.col("protocol") == protocol).iter_rows(named=True)
                 }
                 for protocol in ("catalog", "rated")
+            },
+            "rmse_by_segment": {
+                segment: {r["model"]: {"rmse": r["rmse"], "rows": int(r["rows"])} for r in pooled.filter(pl.col("segment") == segment).iter_rows(named=True)}
+                for segment in ("all", "with_history", "no_history")
+            },
+            # Catalog protocol per segment: users with and without a rating before the day.
+            "catalog_ranking_by_segment": {
+                segment: {
+                    r["model"]: {"ndcg_at_10": r["ndcg_at_10"], "recall_at_10": r["recall_at_10"], "user_days": int(r["user_days"])}
+                    for r in segment_ranks.filter(pl.col("segment") == segment).iter_rows(named=True)
+                }
+                for segment in ("all", "with_history", "no_history")
             },
             "seconds_per_layer": {k: round(v, 2) for k, v in sorted(state.layer_seconds.items())},
             "runs": state.runs,

@@ -19,7 +19,10 @@ from recsys.calendar import BOOTSTRAP_BATCH, Calendar
 from recsys.errors import RecsysError
 from recsys.features import suites
 from recsys.features.point_in_time import (
+    FEATURE_TIMES,
     MOVIE_FEATURE_COLUMNS,
+    RATING_COLUMNS,
+    FeatureTime,
     YearScaler,
     build_examples,
     empty_movie_state,
@@ -65,12 +68,14 @@ def stored_movie_features(features: Store) -> pl.DataFrame:
     return table
 
 
-def build_bootstrap(lake: Store, features: Store, block_rows: int) -> pl.DataFrame:
-    """Start the feature store over from the bootstrap slice.
+def build_bootstrap(lake: Store, features: Store, block_rows: int, feature_time: FeatureTime = "event") -> pl.DataFrame:
+    """Start the feature store over from the bootstrap slice, with features at `feature_time`.
 
     Inside the slice, time is cut into blocks of `block_rows` ratings (the daily batch size), and
-    each block's examples see only earlier blocks, exactly as a day sees only earlier days.
-    Every later day's state and examples are cleared: they were built on the old start.
+    each block is a day: its examples see earlier blocks (and, at event time, earlier seconds
+    of their own block), exactly as a day sees earlier days. The feature time is recorded in
+    feature_params, so every later day is built the same way. Every later day's state and
+    examples are cleared: they were built on the old start.
     """
     ratings = lake.query(
         f"SELECT {LAKE_COLUMNS} FROM lake_ratings WHERE batch = $batch ORDER BY seq", {"batch": BOOTSTRAP_BATCH}
@@ -79,9 +84,11 @@ def build_bootstrap(lake: Store, features: Store, block_rows: int) -> pl.DataFra
         raise RecsysError("The lake holds no bootstrap slice yet: materialize lake_bootstrap first.")
     ratings = ratings.with_columns(block=(pl.int_range(pl.len()) // block_rows).cast(pl.Int32))
     built = build_examples(
-        ratings, stored_movie_features(features), empty_user_state(), empty_movie_state(), 0.0, 0
+        ratings, stored_movie_features(features), empty_user_state(), empty_movie_state(), 0.0, 0, feature_time=feature_time
     )
     with features.transaction():
+        features.execute("DELETE FROM feature_params WHERE name = 'event_time'")
+        features.insert("feature_params", pl.DataFrame({"name": ["event_time"], "value": [float(feature_time == "event")]}))
         for table in ("user_state", "movie_state", "user_deltas", "movie_deltas", "training_examples"):
             features.execute(f"DELETE FROM {table}")
         features.insert("user_state", built.users_after)
@@ -130,6 +137,29 @@ def check_order(state: FeatureState | None, first: int, last: int, calendar: Cal
     return state.as_of_batch >= first
 
 
+def stored_feature_time(features: Store) -> FeatureTime:
+    """The feature time the bootstrap was built with (event time for stores built before it was recorded)."""
+    row = features.query("SELECT value FROM feature_params WHERE name = 'event_time'")
+    return FEATURE_TIMES[0] if row.height == 0 or row["value"][0] == 1.0 else FEATURE_TIMES[1]
+
+
+def carried_ratings(lake: Store, first: int, since: int | None) -> pl.DataFrame:
+    """The ratings of batches before `first` with a timestamp at or after `since` (the range's first
+    second): in the state already, yet not before the range's first ratings. The batches are in
+    time order, so this walks back from the previous batch only while a batch lies wholly at or
+    after `since` (one indexed read in practice)."""
+    parts = []
+    batch = first - 1
+    while since is not None and batch >= BOOTSTRAP_BATCH:
+        bounds = {"batch": batch, "since": since}
+        parts.append(lake.query(f"SELECT {', '.join(RATING_COLUMNS)} FROM lake_ratings WHERE batch = $batch AND timestamp >= $since", bounds))
+        earlier = lake.query("SELECT count(*) AS n FROM lake_ratings WHERE batch = $batch AND timestamp < $since", bounds)
+        if earlier["n"][0] > 0:
+            break
+        batch -= 1
+    return pl.concat(parts) if parts else pl.DataFrame(schema={"user_id": pl.Int64, "movie_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64})
+
+
 def build_days(batches: list[int], lake: Store, features: Store, calendar: Calendar) -> RangeOutcome:
     """Build the examples of consecutive daily batches and fold them into the state, in one pass."""
     started = time.perf_counter()
@@ -148,6 +178,8 @@ def build_days(batches: list[int], lake: Store, features: Store, calendar: Calen
         f"SELECT {LAKE_COLUMNS} FROM lake_ratings WHERE batch BETWEEN $a AND $b ORDER BY seq", {"a": first, "b": last}
     ).with_columns(block=pl.col("batch"))
     movie_table = stored_movie_features(features)
+    feature_time = stored_feature_time(features)
+    carried = carried_ratings(lake, first, ratings["timestamp"].min())
 
     with features.transaction():
         total, count = rewind(features, first, state) if rewinding else (state.rating_sum, state.rating_count)
@@ -155,7 +187,9 @@ def build_days(batches: list[int], lake: Store, features: Store, calendar: Calen
         stage_ids(features, "range_movies", "movie_id", ratings["movie_id"])
         users_before = features.query("SELECT * FROM user_state WHERE user_id IN (SELECT user_id FROM range_users)")
         movies_before = features.query("SELECT * FROM movie_state WHERE movie_id IN (SELECT movie_id FROM range_movies)")
-        built = build_examples(ratings, movie_table, users_before, movies_before, total, count)
+        built = build_examples(
+            ratings, movie_table, users_before, movies_before, total, count, feature_time=feature_time, carried=carried
+        )
         replace_state_rows(features, "user_state", "user_id", "range_users", built.users_after)
         replace_state_rows(features, "movie_state", "movie_id", "range_movies", built.movies_after)
         window = "batch BETWEEN $a AND $b"

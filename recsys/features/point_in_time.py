@@ -1,8 +1,17 @@
 """Point-in-time features and training examples (pure Polars).
 
-A rating in block b (a daily batch, or a slice of the bootstrap) is described by features that
-use only ratings of blocks before b: the user's and the movie's cumulative state as it stood
-when block b began. A feature computed with the rating it describes would be target leakage.
+A feature computed with the rating it describes would be target leakage, so every example sees
+only ratings strictly before it. Two definitions of "before" (`FeatureTime`):
+
+- event time (the default, what Feast's point-in-time join does at the row's own timestamp): a
+  rating made at second t sees every earlier rating of its user and of its movie with timestamp
+  < t, the same day included, never itself nor another rating of the same second. MovieLens
+  users rate in sessions, dozens of movies within minutes, so on real data most of a user's
+  history on a new day is from that same day: at batch time it would be invisible.
+- batch time (kept as a baseline): a rating in block b (a daily batch, or a slice of the
+  bootstrap) sees the state as it stood when block b began.
+
+The global mean is the block's start in both: one number per day, as the service has it.
 
 State is cumulative sums and counts, so it updates incrementally: `build_examples` takes the state
 before the first block of a range, walks the range's blocks in one vectorized pass (per-block
@@ -18,9 +27,11 @@ m_count. Global state: the sum and count of all ratings.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
 
+from recsys.errors import RecsysError
 from recsys.genres import GENRE_SLUGS, GENRES
 
 # The rating a movie or the platform is assumed to have before any rating exists: the middle of
@@ -34,6 +45,10 @@ USER_COUNTS = ["u_count", *[f"ug_count_{s}" for s in GENRE_SLUGS]]
 USER_STATE_COLUMNS = ["user_id", *[c for pair in zip(USER_SUMS, USER_COUNTS) for c in pair]]
 MOVIE_STATE_COLUMNS = ["movie_id", "m_sum", "m_count"]
 MOVIE_FEATURE_COLUMNS = ["movie_id", *GENRE_FLAGS, "m_no_genre", "m_year_z", "m_year_known"]
+
+FeatureTime = Literal["event", "batch"]
+FEATURE_TIMES: tuple[FeatureTime, ...] = ("event", "batch")
+RATING_COLUMNS = ["user_id", "movie_id", "rating", "timestamp"]
 
 EXAMPLE_KEYS = ["batch", "seq", "user_id", "movie_id", "rating", "timestamp"]
 EXAMPLE_FEATURES = [
@@ -110,27 +125,30 @@ class Built:
     global_count: int
 
 
-def _user_deltas(rated: pl.DataFrame) -> pl.DataFrame:
-    """Per (block, user): sums and counts over all ratings and per genre."""
+def _user_contributions() -> list[pl.Expr]:
+    """What one rating adds to its user's state: the rating and a count, overall and per genre."""
     flag = [pl.col(f) for f in GENRE_FLAGS]
-    return (
-        rated.group_by("block", "user_id")
-        .agg(
-            pl.col("rating").sum().alias("u_sum"),
-            pl.len().cast(pl.Int64).alias("u_count"),
-            *[(pl.col("rating") * f).sum().alias(f"ug_sum_{s}") for f, s in zip(flag, GENRE_SLUGS)],
-            *[f.cast(pl.Int64).sum().alias(f"ug_count_{s}") for f, s in zip(flag, GENRE_SLUGS)],
-        )
-        .select("block", *USER_STATE_COLUMNS)
+    return [
+        pl.col("rating").alias("u_sum"),
+        pl.lit(1, dtype=pl.Int64).alias("u_count"),
+        *[(pl.col("rating") * f).alias(f"ug_sum_{s}") for f, s in zip(flag, GENRE_SLUGS)],
+        *[f.cast(pl.Int64).alias(f"ug_count_{s}") for f, s in zip(flag, GENRE_SLUGS)],
+    ]
+
+
+def _movie_contributions() -> list[pl.Expr]:
+    return [pl.col("rating").alias("m_sum"), pl.lit(1, dtype=pl.Int64).alias("m_count")]
+
+
+def _with_genres(ratings: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
+    return ratings.join(features.select("movie_id", *GENRE_FLAGS), on="movie_id", how="left").with_columns(
+        pl.col(GENRE_FLAGS).fill_null(0)
     )
 
 
-def _movie_deltas(ratings: pl.DataFrame) -> pl.DataFrame:
-    return (
-        ratings.group_by("block", "movie_id")
-        .agg(pl.col("rating").sum().alias("m_sum"), pl.len().cast(pl.Int64).alias("m_count"))
-        .select("block", *MOVIE_STATE_COLUMNS)
-    )
+def _deltas(rated: pl.DataFrame, by: list[str], contributions: list[pl.Expr], columns: list[str]) -> pl.DataFrame:
+    """Sums of the ratings' contributions per group `by` (e.g. per block and user)."""
+    return rated.select(*by, *contributions).group_by(by).agg(pl.col(columns).sum()).select(*by, *columns)
 
 
 def _before_each_block(
@@ -155,6 +173,50 @@ def _before_each_block(
     )
 
 
+def _before_each_second(
+    frame: pl.DataFrame,
+    rated: pl.DataFrame,
+    carried: pl.DataFrame,
+    key: str,
+    contributions: list[pl.Expr],
+    state_before: pl.DataFrame,
+    columns: list[str],
+) -> pl.DataFrame:
+    """Attach to every rating of `frame` its key's state just before the rating's second
+    (`rated`: the same rows with what the contributions read, e.g. genre flags).
+
+    That is the state before the range, plus the range's ratings of earlier seconds (one
+    cumulative sum per key over its seconds, minus the second's own), minus `carried`: ratings
+    already in the state before the range whose timestamp is not earlier (in a replay, those of
+    the previous day that share the day's first second).
+    """
+    per_second = _deltas(rated, [key, "timestamp"], contributions, columns).sort(key, "timestamp")
+    earlier = per_second.with_columns((pl.col(c).cum_sum().over(key) - pl.col(c)).alias(c) for c in columns)
+    frame = frame.join(earlier, on=[key, "timestamp"], how="left", maintain_order="left")
+    start = state_before.select(key, *[pl.col(c).alias(f"{c}__start") for c in columns])
+    frame = frame.join(start, on=key, how="left", maintain_order="left")
+    if carried.height:
+        # For each second t: the carried ratings of the key at t or later (a suffix sum).
+        later = (
+            _deltas(carried, [key, "timestamp"], contributions, columns)
+            .sort(key, "timestamp", descending=[False, True])
+            .with_columns(pl.col(c).cum_sum().over(key).alias(f"{c}__carried") for c in columns)
+            .drop(columns)
+            .sort("timestamp")
+        )
+        frame = (
+            frame.sort("timestamp")
+            .join_asof(later, on="timestamp", by=key, strategy="forward", check_sortedness=False)
+            .sort("seq")
+        )
+    else:
+        frame = frame.with_columns(pl.lit(0).alias(f"{c}__carried") for c in columns)
+    return frame.with_columns(
+        (pl.col(c).fill_null(0) + pl.col(f"{c}__start").fill_null(0) - pl.col(f"{c}__carried").fill_null(0)).alias(c)
+        for c in columns
+    ).drop([f"{c}__start" for c in columns] + [f"{c}__carried" for c in columns])
+
+
 def _mean(total: str, count: str, otherwise: pl.Expr) -> pl.Expr:
     return pl.when(pl.col(count) > 0).then(pl.col(total) / pl.col(count)).otherwise(otherwise)
 
@@ -166,21 +228,32 @@ def build_examples(
     movies_before: pl.DataFrame,
     global_sum: float,
     global_count: int,
+    *,
+    feature_time: FeatureTime = "event",
+    carried: pl.DataFrame | None = None,
 ) -> Built:
     """Examples for every rating of a range of blocks, from the state before the range.
 
     `ratings` has block, batch, seq, user_id, movie_id, rating, timestamp (block orders the days:
     the batch, or a bootstrap slice); `features` is `movie_features` output. `users_before` and
     `movies_before` hold the state rows (at least) of the users and movies in `ratings`.
+    `carried` (event time only): the ratings before the range, already in that state, whose
+    timestamp is not before the range's first one (user_id, movie_id, rating, timestamp), so
+    that a rating never sees another of its own second across a day boundary.
     """
-    rated = ratings.join(features.select("movie_id", *GENRE_FLAGS), on="movie_id", how="left").with_columns(
-        pl.col(GENRE_FLAGS).fill_null(0)
-    )
-    user_deltas = _user_deltas(rated)
-    movie_deltas = _movie_deltas(ratings)
-    user_value_columns = USER_STATE_COLUMNS[1:]
-    frame = _before_each_block(ratings, user_deltas, "user_id", users_before, user_value_columns)
-    frame = _before_each_block(frame, movie_deltas, "movie_id", movies_before, ["m_sum", "m_count"])
+    if feature_time not in FEATURE_TIMES:
+        raise RecsysError(f"Feature time must be one of {', '.join(FEATURE_TIMES)}, got {feature_time!r}.")
+    rated = _with_genres(ratings, features)
+    user_columns, movie_columns = USER_STATE_COLUMNS[1:], MOVIE_STATE_COLUMNS[1:]
+    user_deltas = _deltas(rated, ["block", "user_id"], _user_contributions(), user_columns)
+    movie_deltas = _deltas(ratings, ["block", "movie_id"], _movie_contributions(), movie_columns)
+    if feature_time == "event":
+        earlier = _with_genres(carried if carried is not None else ratings.clear().select(RATING_COLUMNS), features)
+        frame = _before_each_second(ratings, rated, earlier, "user_id", _user_contributions(), users_before, user_columns)
+        frame = _before_each_second(frame, ratings, earlier, "movie_id", _movie_contributions(), movies_before, movie_columns)
+    else:
+        frame = _before_each_block(ratings, user_deltas, "user_id", users_before, user_columns)
+        frame = _before_each_block(frame, movie_deltas, "movie_id", movies_before, movie_columns)
 
     per_block = (
         ratings.group_by("block")
@@ -210,8 +283,8 @@ def build_examples(
         .select(EXAMPLE_COLUMNS)
         .sort("seq")
     )
-    users_after = _add_totals(users_before, user_deltas, "user_id", user_value_columns)
-    movies_after = _add_totals(movies_before, movie_deltas, "movie_id", ["m_sum", "m_count"])
+    users_after = _add_totals(users_before, user_deltas, "user_id", user_columns)
+    movies_after = _add_totals(movies_before, movie_deltas, "movie_id", movie_columns)
     return Built(
         examples=examples,
         user_deltas=user_deltas,

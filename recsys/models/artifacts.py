@@ -64,8 +64,9 @@ def save_model(model: keras.Model, path: Path | str) -> str:
     return file_sha256(path)
 
 
-def load_model(path: Path | str, expected_sha256: str) -> keras.Model:
-    """The model saved at `path`, with its optimizer state, once the file's sha256 matches."""
+def load_model(path: Path | str, expected_sha256: str, layers: frozenset[str] | None = None) -> keras.Model:
+    """The model saved at `path`, with its optimizer state, once the file's sha256 matches and it
+    has the named `layers` (by default the rating model's inputs and towers)."""
     path = Path(path)
     if not path.is_file():
         raise RecsysError(f"Model artifact {path} does not exist.")
@@ -85,13 +86,16 @@ def load_model(path: Path | str, expected_sha256: str) -> keras.Model:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise RecsysError(f"Model artifact {path} is not a valid .keras model file ({first_line}).") from error
     names = {layer.name for layer in model.layers}
-    if not {USER_INPUT, MOVIE_INPUT, GLOBAL_MEAN_INPUT, USER_TOWER, MOVIE_TOWER} <= names or model.optimizer is None:
+    needed = layers if layers is not None else {USER_INPUT, MOVIE_INPUT, GLOBAL_MEAN_INPUT, USER_TOWER, MOVIE_TOWER}
+    if not needed <= names or model.optimizer is None:
         raise RecsysError(f"Model artifact {path} holds no compiled two-tower model with its optimizer.")
     return model
 
 
-def warm_start(parent_path: Path | str, checksum: str, config: ModelConfig) -> keras.Model:
+def warm_start(
+    parent_path: Path | str, checksum: str, config: ModelConfig, layers: frozenset[str] | None = None
+) -> keras.Model:
     """The parent model, verified by `checksum`, with its optimizer state, at the warm learning rate."""
-    model = load_model(parent_path, checksum)
+    model = load_model(parent_path, checksum, layers)
     model.optimizer.learning_rate = config.warm_learning_rate
     return model

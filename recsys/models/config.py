@@ -26,6 +26,8 @@ EMBEDDING_DIM = 32
 # Names of the model's inputs and of the layers later code looks up.
 USER_INPUT = "user_features"
 MOVIE_INPUT = "movie_features"
+USER_ID_INPUT = "user_id"
+MOVIE_ID_INPUT = "movie_id"
 GLOBAL_MEAN_INPUT = "global_mean"
 USER_TOWER = "user_tower"
 MOVIE_TOWER = "movie_tower"
@@ -65,13 +67,20 @@ class ModelConfig:
     epochs: int = 8  # full training
     warm_epochs: int = 2  # a warm start's passes over one day's examples
     shrinkage: float = 2.0  # k: how many ratings' worth of weight the prior of a mean gets
+    # Hashed ID embeddings beside the features (0: genre features only). Rows start at zero, so an
+    # id never trained on (a new user) adds nothing and the tower falls back on the features.
+    # Off by default: on MovieLens 100K, 8 dimensions raised the champion's RMSE (see README).
+    id_dim: int = 0
+    id_buckets: int = 1 << 16
     seed: int = 0
 
     def __post_init__(self) -> None:
         # k = 0 would divide 0 by 0 for users without history, the most common case on a new day.
         if self.shrinkage <= 0:
             raise RecsysError(f"The model's shrinkage must be positive, got {self.shrinkage}.")
-        for name in ("embedding_dim", "batch_size", "epochs", "warm_epochs"):
+        if self.id_dim < 0:
+            raise RecsysError(f"The model's id_dim must be 0 or more, got {self.id_dim}.")
+        for name in ("embedding_dim", "batch_size", "epochs", "warm_epochs", "id_buckets"):
             if getattr(self, name) < 1:
                 raise RecsysError(f"The model's {name} must be at least 1, got {getattr(self, name)}.")
 

@@ -1,10 +1,12 @@
-"""A day of the models layer: test-then-train scoring, the promotion gate, then the warm start.
+"""A day of the models layer: test-then-train scoring, the promotion gates, then the warm starts.
 
 A day k runs in this order: first every model is scored on day k's examples before anything has
-trained on them (the champion in service, the latest warm and full candidates, and the
-global-mean and user+item-bias baselines fitted on the past), then the promotion gate decides on
-the candidates with those figures, then the day's warm start fine-tunes yesterday's warm model
-(or the champion just promoted) on day k. A range of days goes through them one after another.
+trained on them (the rating champion in service, the latest warm and full candidates, and the
+global-mean and user+item-bias baselines fitted on the past; the retrieval champion and
+candidates, the two-stage list and the popularity rankings on the day's choices), then each
+stage's promotion gate decides on its candidates with those figures (rating: MSE; retrieval:
+NDCG@10 of returning users), then the day's warm starts fine-tune yesterday's warm models (or
+the champions just promoted) on day k. A range of days goes through them one after another.
 """
 
 from __future__ import annotations
@@ -19,16 +21,23 @@ from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
 from recsys.features.point_in_time import catalog_features
 from recsys.features.state import state_as_of
-from recsys.models import artifacts, network, ranking, registry, training
+from recsys.models import artifacts, network, ranking, registry, retrieval, training
 from recsys.models.baselines import BiasBaseline
 from recsys.models.versions import (
+    RETRIEVAL_LAYERS,
     ModelingSettings,
     config_of,
     examples_where,
     load_version,
+    retrieval_config_of,
     save_version,
 )
 from recsys.stores import Store
+
+# The models and baselines whose MSE a day reports.
+MSE_MODELS = ("global_mean", "bias", "bias_event_time", "champion", "warm", "full")
+# How the retrieval champion and candidates are named in the ranking metrics.
+RETRIEVAL_NAMES = {"champion": "retrieval", "warm": "retrieval_warm", "full": "retrieval_full"}
 
 # Most ratings of a replayed day come from users with little or no earlier history, so MSE is
 # reported for them apart from the rest (a model can shine on one and fail the other).
@@ -52,6 +61,10 @@ class DayReport:
     warm_version: str = ""
     warm_seconds: float = 0.0
     rescored: bool = False  # the day had been scored before; its first figures were kept
+    retrieval_champion_before: str = ""
+    retrieval_champion_after: str = ""
+    retrieval_decisions: list[registry.Decision] = field(default_factory=list)
+    retrieval_warm_version: str = ""
 
 
 @dataclass
@@ -81,10 +94,13 @@ def score_day(batch: int, lake: Store, features: Store, calendar: Calendar) -> D
         candidate = registry.latest(features, kind, batch)
         if candidate is not None:
             models[kind] = candidate
-    past = lake.query("SELECT batch, user_id, movie_id, rating FROM lake_ratings WHERE batch < $batch", {"batch": batch})
+    past = lake.query("SELECT batch, user_id, movie_id, rating, timestamp FROM lake_ratings WHERE batch < $batch", {"batch": batch})
+    bias = BiasBaseline().fit(past)
     predictions = {
         "global_mean": examples["global_mean"].to_numpy(),
-        "bias": BiasBaseline().fit(past).predict(examples),
+        "bias": bias.predict(examples),
+        # The same fit, its user term recomputed at each rating's time from all earlier ratings.
+        "bias_event_time": bias.predict_at_event_time(past, examples),
     }
     loaded = {name: load_version(version) for name, version in models.items()}
     for name, version in models.items():
@@ -107,23 +123,42 @@ def score_day(batch: int, lake: Store, features: Store, calendar: Calendar) -> D
     return DayScores(table, models, examples, past, loaded["champion"], predictions["champion"])
 
 
+def retrieval_versions(features: Store, batch: int) -> dict[str, registry.ModelVersion]:
+    """The retrieval champion and the latest retrieval candidates trained before day `batch`."""
+    found = {}
+    champion = registry.champion(features, registry.RETRIEVAL)
+    if champion is None:
+        raise RecsysError("No retrieval model is in service yet: materialize initial_model first.")
+    found["champion"] = champion
+    for kind in ("warm", "full"):
+        candidate = registry.latest(features, kind, batch, registry.RETRIEVAL)
+        if candidate is not None:
+            found[kind] = candidate
+    return found
+
+
 def rank_day(
     scores: DayScores, batch: int, features: Store, popularity: ranking.PopularityWindow, calendar: Calendar
 ) -> pl.DataFrame:
-    """Test-then-train ranking quality of the champion and of the popularity ranking on day `batch`.
+    """Test-then-train ranking quality of every ranking on day `batch`.
 
     Two protocols, both with relevant = rated at least 4 on the day:
     - catalog: each user's top 10 of every movie they had not rated before the day (what the
       service recommends, from the state before the day) against what they then rated highly;
     - rated: the movies the user rated on the day, reordered by each ranking (does it put the
       ones they liked first?). This one does not depend on which movies a user happens to find.
-    Popularity is the fallback's ranking: recent mean rating with a count threshold, computed
-    from the days before, minus each user's rated movies.
+    Rankings: the rating champion alone (by predicted rating), the retrieval champion and its
+    candidates alone, the two-stage list (retrieval candidates ordered with the rating model),
+    and popularity, the fallback's ranking (by recent count), computed from the days before,
+    minus each user's rated movies; the same window ranked by mean rating is reported beside it.
+    "served" is what a user gets from the service: the two-stage list for a user with ratings
+    before the day, the fallback for a new one.
     """
     examples, past, champion = scores.examples, scores.past, scores.models["champion"]
     config = config_of(champion)
     global_mean = float(examples["global_mean"][0])
-    day_users = examples.group_by("user_id").first().sort("user_id")
+    # A user's first example of the day carries their state before the day.
+    day_users = examples.sort("seq").group_by("user_id", maintain_order=True).first().sort("user_id")
     user_ids = day_users["user_id"].to_numpy()
     _, movies_before, _ = state_as_of(features, batch - 1, calendar, users=False)
     catalog = catalog_features(stored_movie_features(features), movies_before, global_mean)
@@ -133,17 +168,49 @@ def rank_day(
     seen = past.select("user_id", "movie_id")
     indptr, indices = ranking.rated_positions(seen, user_ids, movie_ids)
     columns, top = ranking.top_n_unrated(user_vectors, movie_vectors, indptr, indices, ranking.K)
+    champion_list = ranking.as_list(user_ids, movie_ids, columns, top).select("user_id", "rank", "movie_id")
+
+    retrievers = retrieval_versions(features, batch)
+    retrieval_lists, two_stage_list = {}, None
+    for kind, version in retrievers.items():
+        model = load_version(version)
+        users_r, movies_r = retrieval.embed_user_ids(model, user_ids), retrieval.embed_movie_ids(model, movie_ids)
+        found, found_scores = ranking.top_n_unrated(users_r, movies_r, indptr, indices, ranking.K)
+        retrieval_lists[kind] = ranking.as_list(user_ids, movie_ids, found, found_scores).select("user_id", "rank", "movie_id")
+        if kind == "champion":
+            staged, _ = retrieval.two_stage(
+                users_r, movies_r, user_vectors, movie_vectors, indptr, indices, ranking.K, retrieval_config_of(version)
+            )
+            two_stage_list = ranking.as_list(user_ids, movie_ids, staged, np.zeros(staged.shape, np.float32)).select(
+                "user_id", "rank", "movie_id"
+            )
+
     window = past.filter(pl.col("batch") >= batch - popularity.days)
     popular = ranking.popularity(window, popularity.min_ratings)
+    best_rated = ranking.popularity(window, popularity.min_ratings, "mean")
     by_day = examples.select(
         "user_id", "movie_id", "rating", pl.Series("champion", scores.champion_predictions, dtype=pl.Float64)
-    ).join(popular.select("movie_id", pl.col("mean_rating").alias("popularity")), on="movie_id", how="left")
+    ).join(popular.select("movie_id", (-pl.col("rank")).alias("popularity")), on="movie_id", how="left")
+    fallback_list = ranking.unrated_from_ranking(popular, day_users["user_id"], seen, ranking.K)
+    returning = day_users.filter(pl.col("u_count") > 0).select("user_id")
+    served = pl.concat([
+        two_stage_list.join(returning, on="user_id", how="semi"),
+        fallback_list.join(returning, on="user_id", how="anti"),
+    ])  # fmt: skip
     lists = {
-        ("champion", "catalog"): ranking.as_list(user_ids, movie_ids, columns, top),
-        ("popularity", "catalog"): ranking.unrated_from_ranking(popular, day_users["user_id"], seen, ranking.K),
+        ("champion", "catalog"): champion_list,
+        **{(RETRIEVAL_NAMES[kind], "catalog"): found for kind, found in retrieval_lists.items()},
+        ("two_stage", "catalog"): two_stage_list,
+        ("popularity", "catalog"): fallback_list,
+        ("popularity_by_mean", "catalog"): ranking.unrated_from_ranking(best_rated, day_users["user_id"], seen, ranking.K),
+        ("served", "catalog"): served,
         ("champion", "rated"): ranking.rank_by_score(by_day, "champion"),
         ("popularity", "rated"): ranking.rank_by_score(by_day, "popularity"),
     }
+    versions = {
+        "champion": champion.version, "two_stage": retrievers["champion"].version, "served": retrievers["champion"].version,
+        **{RETRIEVAL_NAMES[kind]: version.version for kind, version in retrievers.items()},
+    }  # fmt: skip
     relevant = examples.filter(pl.col("rating") >= ranking.RELEVANT_RATING).select("user_id", "movie_id")
     history = day_users.select("user_id", (pl.col("u_count") > 0).alias("has_history"))
     segments = {
@@ -157,7 +224,7 @@ def rank_day(
             figures = ranking.ranking_metrics(recommended, wanted)
             if figures["users"]:
                 rows.append({
-                    "model": model, "version": champion.version if model == "champion" else None, "protocol": protocol,
+                    "model": model, "version": versions.get(model), "protocol": protocol,
                     "segment": segment, "users": figures["users"], "ndcg_at_10": figures["ndcg"], "recall_at_10": figures["recall"],
                 })  # fmt: skip
     return pl.DataFrame(
@@ -174,7 +241,8 @@ def run_day(
     popularity: ranking.PopularityWindow,
     calendar: Calendar,
 ) -> DayReport:
-    """Score day `batch` (MSE and ranking), let the gate decide on candidates, then warm-start on the day."""
+    """Score day `batch` (MSE and ranking), let each stage's gate decide on its candidates, then
+    warm-start both stages on the day."""
     scores = score_day(batch, lake, features, calendar)
     table, models = scores.table, scores.models
     ranks = rank_day(scores, batch, features, popularity, calendar)
@@ -197,7 +265,25 @@ def run_day(
         registry.decide_promotion(features, partition_key, batch, decision, promote=candidate is promoted_now)
     champion_after = promoted_now or champion
 
-    # Warm start: yesterday's warm model, or the champion when one was just promoted (or none yet).
+    # The retrieval gate: NDCG@10 of the returning users, the ones the retrieval stage serves.
+    retrievers = retrieval_versions(features, batch)
+    retrieval_pending = [m for k, m in retrievers.items() if k != "champion" and m.status == registry.CANDIDATE]
+    catalog = ranks.filter(pl.col("protocol") == "catalog")
+    segment = "with_history" if catalog.filter(pl.col("segment") == "with_history").height else "all"
+    day_ndcg = {
+        kind: row["ndcg_at_10"]
+        for kind, name in RETRIEVAL_NAMES.items()
+        for row in catalog.filter((pl.col("model") == name) & (pl.col("segment") == segment)).iter_rows(named=True)
+    }
+    retrieval_decisions, retrieval_promoted = registry.judge(
+        retrievers["champion"], retrieval_pending, day_ndcg, modeling.promotion_margin, metric="ndcg_at_10"
+    )
+    for candidate, decision in zip(retrieval_pending, retrieval_decisions):
+        registry.decide_promotion(
+            features, partition_key, batch, decision, promote=candidate is retrieval_promoted, stage=registry.RETRIEVAL
+        )
+
+    # Warm starts: yesterday's warm model, or the champion when one was just promoted (or none yet).
     parent = promoted_now or models.get("warm") or champion
     config = modeling.model_config()
     examples = examples_where(features, "batch = $batch", {"batch": batch})
@@ -207,10 +293,22 @@ def run_day(
         features, modeling, calendar, warmed, report, kind="warm", parent=parent.version, first_batch=batch,
         last_batch=batch, learning_rate=config.warm_learning_rate, status=registry.CANDIDATE,
     )  # fmt: skip
+    retrieval_parent = retrieval_promoted or retrievers.get("warm") or retrievers["champion"]
+    retrieval_settings = modeling.retrieval_config()
+    warmed = artifacts.warm_start(retrieval_parent.artifact, retrieval_parent.checksum, retrieval_settings, RETRIEVAL_LAYERS)
+    retrieval_report = retrieval.train_retrieval(
+        warmed, examples.select("user_id", "movie_id"), retrieval_settings,
+        learning_rate=retrieval_settings.warm_learning_rate, epochs=retrieval_settings.warm_epochs,
+    )  # fmt: skip
+    retrieval_warm = save_version(
+        features, modeling, calendar, warmed, retrieval_report, kind="warm", parent=retrieval_parent.version,
+        first_batch=batch, last_batch=batch, learning_rate=retrieval_settings.warm_learning_rate,
+        status=registry.CANDIDATE, stage=registry.RETRIEVAL,
+    )  # fmt: skip
     return DayReport(
         batch=batch,
         partition_key=partition_key,
-        mse={name: day_mse.get(name) for name in ("global_mean", "bias", "champion", "warm", "full")},
+        mse={name: day_mse.get(name) for name in MSE_MODELS},
         segments=table,
         ranking=ranks,
         champion_before=champion.version,
@@ -218,7 +316,11 @@ def run_day(
         decisions=decisions,
         rescored=recorded is not None,
         warm_version=warm.version,
-        warm_seconds=report.seconds,
+        warm_seconds=report.seconds + retrieval_report.seconds,
+        retrieval_champion_before=retrievers["champion"].version,
+        retrieval_champion_after=(retrieval_promoted or retrievers["champion"]).version,
+        retrieval_decisions=retrieval_decisions,
+        retrieval_warm_version=retrieval_warm.version,
     )
 
 

@@ -19,8 +19,10 @@ from recsys.genres import GENRE_SLUGS
 from recsys.models.config import (
     GLOBAL_MEAN_INPUT,
     LOG_COUNT_SCALE,
+    MOVIE_ID_INPUT,
     MOVIE_INPUT,
     MOVIE_INPUT_COLUMNS,
+    USER_ID_INPUT,
     USER_INPUT,
     USER_INPUT_COLUMNS,
     ModelConfig,
@@ -83,11 +85,22 @@ def model_inputs(examples: pl.DataFrame, config: ModelConfig) -> dict[str, np.nd
     missing = [c for c in EXAMPLE_FEATURES if c not in examples.columns]
     if missing:
         raise RecsysError(f"The examples lack the feature column(s) {', '.join(missing)} the model reads.")
-    return {
+    inputs = {
         USER_INPUT: user_inputs(examples, config),
         MOVIE_INPUT: movie_inputs(examples, config),
         GLOBAL_MEAN_INPUT: np.ascontiguousarray(as_matrix(examples, ["global_mean"])),
     }
+    if config.id_dim:
+        inputs[USER_ID_INPUT] = id_inputs(examples, "user_id")
+        inputs[MOVIE_ID_INPUT] = id_inputs(examples, "movie_id")
+    return inputs
+
+
+def id_inputs(frame: pl.DataFrame, column: str) -> np.ndarray:
+    """The ids the hashed ID embeddings look up (int64)."""
+    if column not in frame.columns:
+        raise RecsysError(f"The frame lacks the column {column} the model's ID embeddings read.")
+    return frame[column].cast(pl.Int64).to_numpy()
 
 
 

@@ -20,17 +20,19 @@ import polars as pl
 
 from recsys.models.config import (
     GLOBAL_MEAN_INPUT,
+    MOVIE_ID_INPUT,
     MOVIE_INPUT,
     MOVIE_INPUT_COLUMNS,
     MOVIE_TOWER,
     OUTPUT,
     OUTPUT_INIT_SCALE,
+    USER_ID_INPUT,
     USER_INPUT,
     USER_INPUT_COLUMNS,
     USER_TOWER,
     ModelConfig,
 )
-from recsys.models.inputs import movie_inputs, user_inputs
+from recsys.models.inputs import id_inputs, movie_inputs, user_inputs
 
 if TYPE_CHECKING:
     import keras
@@ -68,8 +70,19 @@ def build_model(config: ModelConfig) -> keras.Model:
     movie_in = keras.Input((len(MOVIE_INPUT_COLUMNS),), name=MOVIE_INPUT)
     global_mean = keras.Input((1,), name=GLOBAL_MEAN_INPUT)
 
-    def tower(inputs: Any, hidden: tuple[int, ...], name: str) -> Any:
+    ids = {}
+
+    def tower(inputs: Any, hidden: tuple[int, ...], name: str, id_name: str) -> Any:
         x = inputs
+        if config.id_dim:
+            # Hashed ID embeddings beside the features (seeds 000, 001 and 004 learn them too):
+            # Keras' Hashing layer maps any id to a row, so new ids need no vocabulary change.
+            ids[id_name] = keras.Input((), dtype="int64", name=id_name)
+            rows = keras.layers.Hashing(num_bins=config.id_buckets, name=f"{id_name}_hash")(ids[id_name])
+            embedded = keras.layers.Embedding(
+                config.id_buckets, config.id_dim, embeddings_initializer="zeros", name=f"{id_name}_embedding"
+            )(rows)
+            x = keras.layers.Concatenate(name=f"{name}_inputs")([x, embedded])
         for index, units in enumerate(hidden):
             init = keras.initializers.GlorotUniform(seed=next(seeds))
             x = keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"{name}_hidden_{index}")(x)
@@ -80,12 +93,12 @@ def build_model(config: ModelConfig) -> keras.Model:
         )
         return keras.layers.Dense(config.embedding_dim, kernel_initializer=init, name=name)(x)
 
-    user_vector = tower(user_in, config.user_hidden, USER_TOWER)
-    movie_vector = tower(movie_in, config.movie_hidden, MOVIE_TOWER)
+    user_vector = tower(user_in, config.user_hidden, USER_TOWER, USER_ID_INPUT)
+    movie_vector = tower(movie_in, config.movie_hidden, MOVIE_TOWER, MOVIE_ID_INPUT)
     affinity = keras.layers.Dot(axes=1, name="affinity")([user_vector, movie_vector])
     rating = keras.layers.Add(name=OUTPUT)([global_mean, affinity])
     return keras.Model(
-        inputs={USER_INPUT: user_in, MOVIE_INPUT: movie_in, GLOBAL_MEAN_INPUT: global_mean},
+        inputs={USER_INPUT: user_in, MOVIE_INPUT: movie_in, GLOBAL_MEAN_INPUT: global_mean, **ids},
         outputs=rating,
         name="genre_two_tower",
     )
@@ -111,27 +124,45 @@ def towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """
     if model not in _TOWERS:
         keras = keras_module()
-        user = keras.Model(model.get_layer(USER_INPUT).output, model.get_layer(USER_TOWER).output, name=USER_TOWER)
-        movie = keras.Model(model.get_layer(MOVIE_INPUT).output, model.get_layer(MOVIE_TOWER).output, name=MOVIE_TOWER)
-        _TOWERS[model] = (user, movie)
+        names = {layer.name for layer in model.layers}
+
+        def tower(features: str, id_name: str, output: str) -> keras.Model:
+            inputs = {features: model.get_layer(features).output}
+            if id_name in names:
+                inputs[id_name] = model.get_layer(id_name).output
+            return keras.Model(inputs, model.get_layer(output).output, name=output)
+
+        _TOWERS[model] = (tower(USER_INPUT, USER_ID_INPUT, USER_TOWER), tower(MOVIE_INPUT, MOVIE_ID_INPUT, MOVIE_TOWER))
     return _TOWERS[model]
 
 
-def _embed(tower: keras.Model, inputs: np.ndarray) -> np.ndarray:
-    parts = [np.asarray(tower(inputs[s : s + PREDICT_BATCH], training=False)) for s in range(0, len(inputs), PREDICT_BATCH)]
+def _embed(tower: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    n = len(next(iter(inputs.values())))
+    parts = [
+        np.asarray(tower({k: v[s : s + PREDICT_BATCH] for k, v in inputs.items()}, training=False))
+        for s in range(0, n, PREDICT_BATCH)
+    ]
     return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, tower.output.shape[-1]), np.float32)
 
 
 def embed_users(model: keras.Model, users: pl.DataFrame, config: ModelConfig) -> np.ndarray:
-    """The user tower's vectors (n, embedding_dim) for rows with the user features (see `user_inputs`)."""
-    return _embed(towers(model)[0], user_inputs(users, config))
+    """The user tower's vectors (n, embedding_dim) for rows with user_id and the user features
+    (see `user_inputs`)."""
+    inputs = {USER_INPUT: user_inputs(users, config)}
+    if config.id_dim:
+        inputs[USER_ID_INPUT] = id_inputs(users, "user_id")
+    return _embed(towers(model)[0], inputs)
 
 
 def embed_movies(model: keras.Model, movies: pl.DataFrame, config: ModelConfig) -> np.ndarray:
-    """The movie tower's vectors (n, embedding_dim) for rows with the movie features (see `movie_inputs`).
+    """The movie tower's vectors (n, embedding_dim) for rows with movie_id and the movie features
+    (see `movie_inputs`).
 
     A predicted rating is global_mean + the dot product of a user's and a movie's vectors.
     """
-    return _embed(towers(model)[1], movie_inputs(movies, config))
+    inputs = {MOVIE_INPUT: movie_inputs(movies, config)}
+    if config.id_dim:
+        inputs[MOVIE_ID_INPUT] = id_inputs(movies, "movie_id")
+    return _embed(towers(model)[1], inputs)
 
 

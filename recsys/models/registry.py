@@ -1,10 +1,10 @@
 """The model registry, monitoring metrics and promotion decisions, kept in the feature store.
 
-Every trained model is a version row: its kind (full or warm), parent, the partitions and rows it
-was trained on, hyper-parameters, training metrics, artifact path and checksum, and a status.
-Exactly one version is the champion, the model in service; candidates become champion only
-through the promotion gate (`decide_promotion`), like TFX's Evaluator blessing a model only when
-it beats the baseline by a threshold.
+Every trained model is a version row: its stage (rating or retrieval), kind (full or warm),
+parent, the partitions and rows it was trained on, hyper-parameters, training metrics, artifact
+path and checksum, and a status. Exactly one version per stage is the champion, the model in
+service; candidates become champion only through the promotion gate (`decide_promotion`), like
+TFX's Evaluator blessing a model only when it beats the baseline by a threshold.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import polars as pl
 from recsys.stores import Store
 
 CANDIDATE, CHAMPION, REJECTED, RETIRED = "candidate", "champion", "rejected", "retired"
+RATING, RETRIEVAL = "rating", "retrieval"
+# The metric each stage's gate compares on the unseen day, and whether higher is better.
+GATE_METRIC = {RATING: ("mse", False), RETRIEVAL: ("ndcg_at_10", True)}
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class ModelVersion:
     checksum: str
     created_at: dt.datetime
     status: str
+    stage: str = RATING
 
     @classmethod
     def from_row(cls, row: dict) -> ModelVersion:
@@ -50,7 +54,7 @@ class ModelVersion:
                 "version": pl.String, "kind": pl.String, "parent": pl.String, "trained_on": pl.String,
                 "first_batch": pl.Int32, "last_batch": pl.Int32, "rows": pl.Int64, "hyperparameters": pl.String,
                 "metrics": pl.String, "artifact": pl.String, "checksum": pl.String, "created_at": pl.Datetime,
-                "status": pl.String,
+                "status": pl.String, "stage": pl.String,
             },
         )  # fmt: skip
 
@@ -74,14 +78,16 @@ def get(store: Store, version: str) -> ModelVersion | None:
     return found[0] if found else None
 
 
-def champion(store: Store) -> ModelVersion | None:
-    found = _versions(store, "status = $status", {"status": CHAMPION})
+def champion(store: Store, stage: str = RATING) -> ModelVersion | None:
+    found = _versions(store, "status = $status AND stage = $stage", {"status": CHAMPION, "stage": stage})
     return found[-1] if found else None
 
 
-def latest(store: Store, kind: str, before_batch: int) -> ModelVersion | None:
-    """The newest version of a kind trained only on batches before `before_batch`."""
-    found = _versions(store, "kind = $kind AND last_batch < $before", {"kind": kind, "before": before_batch})
+def latest(store: Store, kind: str, before_batch: int, stage: str = RATING) -> ModelVersion | None:
+    """The newest version of a stage and kind trained only on batches before `before_batch`."""
+    found = _versions(
+        store, "kind = $kind AND last_batch < $before AND stage = $stage", {"kind": kind, "before": before_batch, "stage": stage}
+    )
     return found[-1] if found else None
 
 
@@ -89,10 +95,13 @@ def set_status(store: Store, version: str, status: str) -> None:
     store.execute("UPDATE model_versions SET status = $status WHERE version = $version", {"status": status, "version": version})
 
 
-def make_champion(store: Store, version: str) -> None:
-    """`version` goes into service; the previous champion retires."""
+def make_champion(store: Store, version: str, stage: str = RATING) -> None:
+    """`version` goes into service; the previous champion of its stage retires."""
     with store.transaction():
-        store.execute("UPDATE model_versions SET status = $retired WHERE status = $champion", {"retired": RETIRED, "champion": CHAMPION})
+        store.execute(
+            "UPDATE model_versions SET status = $retired WHERE status = $champion AND stage = $stage",
+            {"retired": RETIRED, "champion": CHAMPION, "stage": stage},
+        )
         set_status(store, version, CHAMPION)
 
 
@@ -100,42 +109,58 @@ def make_champion(store: Store, version: str) -> None:
 class Decision:
     candidate: str
     champion: str
-    candidate_mse: float
-    champion_mse: float
+    candidate_score: float
+    champion_score: float
     margin: float
+    metric: str = "mse"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric != "mse"
 
     @property
     def clears_margin(self) -> bool:
-        # Relative margin: the candidate must be better by at least `margin` of the champion's MSE.
-        return self.candidate_mse < self.champion_mse * (1.0 - self.margin)
+        # Relative margin: the candidate must be better by at least `margin` of the champion's score.
+        if self.higher_is_better:
+            return self.candidate_score > self.champion_score * (1.0 + self.margin)
+        return self.candidate_score < self.champion_score * (1.0 - self.margin)
 
 
 def judge(
-    champion: ModelVersion, candidates: list[ModelVersion], day_mse: dict[str, float], margin: float
+    champion: ModelVersion, candidates: list[ModelVersion], day_scores: dict[str, float], margin: float, metric: str = "mse"
 ) -> tuple[list[Decision], ModelVersion | None]:
     """The gate on one unseen day: a decision per candidate, and the one to promote, if any.
 
-    `day_mse` holds each model kind's MSE on the day ("champion", "warm", "full"). Only the best
-    candidate can be promoted, and only if it beats the champion by the margin (TFX's Evaluator:
-    a candidate is blessed only if it beats the baseline by a threshold).
+    `day_scores` holds each model kind's figure on the day ("champion", "warm", "full"): MSE
+    (lower is better) or NDCG@10 (higher). Only the best candidate can be promoted, and only if
+    it beats the champion by the margin (TFX's Evaluator: a candidate is blessed only if it
+    beats the baseline by a threshold).
     """
-    decisions = [Decision(m.version, champion.version, day_mse[m.kind], day_mse["champion"], margin) for m in candidates]
-    best = min(zip(candidates, decisions), key=lambda pair: pair[1].candidate_mse, default=None)
+    decisions = [
+        Decision(m.version, champion.version, day_scores[m.kind], day_scores["champion"], margin, metric) for m in candidates
+    ]
+    sign = -1.0 if metric != "mse" else 1.0
+    best = min(zip(candidates, decisions), key=lambda pair: sign * pair[1].candidate_score, default=None)
     return decisions, best[0] if best is not None and best[1].clears_margin else None
 
 
-def decide_promotion(store: Store, partition_key: str, batch: int, decision: Decision, promote: bool) -> None:
+def decide_promotion(
+    store: Store, partition_key: str, batch: int, decision: Decision, promote: bool, stage: str = RATING
+) -> None:
     """Record the gate's decision on the latest unseen day and act on it: promote or reject."""
     record = pl.DataFrame(
         [{**asdict(decision), "partition_key": partition_key, "batch": batch, "promoted": promote, "decided_at": now()}]
-    ).select("partition_key", pl.col("batch").cast(pl.Int32), "candidate", "champion", "candidate_mse", "champion_mse", "margin", "promoted", "decided_at")
+    ).select(
+        "partition_key", pl.col("batch").cast(pl.Int32), "candidate", "champion", "metric", "candidate_score",
+        "champion_score", "margin", "promoted", "decided_at",
+    )  # fmt: skip
     with store.transaction():
         store.execute(
             "DELETE FROM promotions WHERE batch = $batch AND candidate = $candidate", {"batch": batch, "candidate": decision.candidate}
         )
         store.insert("promotions", record)
         if promote:
-            make_champion(store, decision.candidate)
+            make_champion(store, decision.candidate, stage)
         else:
             set_status(store, decision.candidate, REJECTED)
 

@@ -1,8 +1,8 @@
-"""Model versions: training one, saving its artifact, registering it, and loading it back.
+"""Model versions of both stages: training one, saving its artifact, registering it, loading it back.
 
-A version is named by its kind and the last partition it learned from (full-bootstrap,
-warm-2025-01-03, full-2025-01-07), so rebuilding a partition replaces its version instead of
-piling up near-copies, and a replay under the same seed names its models the same way.
+A version is named by its stage, kind and the last partition it learned from (full-bootstrap,
+warm-2025-01-03, retrieval-full-2025-01-07), so rebuilding a partition replaces its version
+instead of piling up near-copies, and a replay under the same seed names its models the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import polars as pl
 
 from recsys.calendar import BOOTSTRAP_BATCH, Calendar
 from recsys.errors import RecsysError
-from recsys.models import artifacts, network, registry, training
+from recsys.models import artifacts, network, registry, retrieval, training
 from recsys.models.config import ModelConfig
 from recsys.stores import Store
 
@@ -33,6 +33,7 @@ class ModelingSettings:
     # more than this fraction.
     degradation_tolerance: float = 0.25
     trailing_days: int = 7
+    rating_id_dim: int = 0  # the rating model's hashed ID embedding size (0: genre features only)
 
     @property
     def directory(self) -> Path:
@@ -42,7 +43,11 @@ class ModelingSettings:
         return path
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(seed=self.seed)
+        return ModelConfig(seed=self.seed, id_dim=self.rating_id_dim)
+
+    def retrieval_config(self) -> retrieval.RetrievalConfig:
+        return retrieval.RetrievalConfig(seed=self.seed)
+
 
 def examples_where(features: Store, where: str, params: dict) -> pl.DataFrame:
     """Training examples selected by a SQL condition, in replay order."""
@@ -62,9 +67,12 @@ def save_version(
     last_batch: int,
     learning_rate: float,
     status: str,
+    stage: str = registry.RATING,
 ) -> registry.ModelVersion:
     """Write the artifact and register the version."""
-    version = f"{kind}-{calendar.label(last_batch)}"
+    prefix = "" if stage == registry.RATING else f"{stage}-"
+    version = f"{prefix}{kind}-{calendar.label(last_batch)}"
+    config = modeling.model_config() if stage == registry.RATING else modeling.retrieval_config()
     artifact = modeling.directory / f"{version}.keras"
     checksum = artifacts.save_model(trained, artifact)
     entry = registry.ModelVersion(
@@ -75,36 +83,59 @@ def save_version(
         first_batch=first_batch,
         last_batch=last_batch,
         rows=report.examples,
-        hyperparameters={**modeling.model_config().to_dict(), "learning_rate_used": learning_rate},
+        hyperparameters={**config.to_dict(), "learning_rate_used": learning_rate},
         metrics=report.to_dict(),
         artifact=str(artifact),
         checksum=checksum,
         created_at=registry.now(),
         status=status,
+        stage=stage,
     )
     registry.register(features, entry)
     return entry
 
 
 def train_full(
-    features: Store, modeling: ModelingSettings, calendar: Calendar, last_batch: int, status: str
+    features: Store,
+    modeling: ModelingSettings,
+    calendar: Calendar,
+    last_batch: int,
+    status: str,
+    stage: str = registry.RATING,
 ) -> registry.ModelVersion:
-    """A model trained from scratch on every example up to `last_batch` (bootstrap included)."""
+    """A model of `stage` trained from scratch on every example up to `last_batch` (bootstrap
+    included): the rating model on the examples, the retrieval model on their (user, movie) pairs."""
     examples = examples_where(features, "batch <= $last", {"last": last_batch})
     if examples.height == 0:
         raise RecsysError("The feature store holds no training examples yet: materialize bootstrap_features first.")
-    config = modeling.model_config()
-    fresh = network.fresh_model(config)
-    report = training.train(fresh, examples, config, learning_rate=config.learning_rate, epochs=config.epochs)
+    if stage == registry.RETRIEVAL:
+        config = modeling.retrieval_config()
+        fresh = retrieval.fresh_retrieval_model(config)
+        report = retrieval.train_retrieval(
+            fresh, examples.select("user_id", "movie_id"), config, learning_rate=config.learning_rate, epochs=config.epochs
+        )
+    else:
+        config = modeling.model_config()
+        fresh = network.fresh_model(config)
+        report = training.train(fresh, examples, config, learning_rate=config.learning_rate, epochs=config.epochs)
     return save_version(
         features, modeling, calendar, fresh, report, kind="full", parent=None, first_batch=BOOTSTRAP_BATCH,
-        last_batch=last_batch, learning_rate=config.learning_rate, status=status,
+        last_batch=last_batch, learning_rate=config.learning_rate, status=status, stage=stage,
     )  # fmt: skip
+
+
+RETRIEVAL_LAYERS = frozenset({retrieval.USER_ID, retrieval.MOVIE_ID, retrieval.USER_VECTOR, retrieval.MOVIE_VECTOR})
 
 
 def load_version(version: registry.ModelVersion):
     """The version's Keras model, once its artifact matches the recorded checksum."""
-    return artifacts.load_model(version.artifact, version.checksum)
+    layers = RETRIEVAL_LAYERS if version.stage == registry.RETRIEVAL else None
+    return artifacts.load_model(version.artifact, version.checksum, layers)
+
+
+def retrieval_config_of(version: registry.ModelVersion) -> retrieval.RetrievalConfig:
+    known = {f.name for f in dataclasses.fields(retrieval.RetrievalConfig)}
+    return retrieval.RetrievalConfig(**{k: v for k, v in version.hyperparameters.items() if k in known})
 
 
 def config_of(version: registry.ModelVersion) -> ModelConfig:

@@ -1,9 +1,10 @@
 """SERVING layer: the champion's embeddings, precomputed recommendations and the popularity fallback.
 
-After a day's promotion decision, the champion's towers embed every user and every movie of the
-catalog as they stand at the end of the day; each known user's top-N unrated movies follow from
-the embeddings (predicted rating = global mean + user . movie); the popularity ranking answers
-users the model does not know. A serving set (one champion version as of one day) is recorded
+After a day's promotion decision, the rating champion's towers embed every user and every movie
+of the catalog as they stand at the end of the day (predicted rating = global mean + user .
+movie); each known user's top-N unrated movies come in two stages, the retrieval champion's
+candidates ordered with those predictions (`recsys.models.retrieval.two_stage`); the popularity
+ranking answers users the model does not know. A serving set (one champion version as of one day) is recorded
 last, and it is what the API answers from.
 """
 
@@ -20,8 +21,8 @@ from recsys.features.build import stored_movie_features
 from recsys.features.point_in_time import catalog_features, user_features
 from recsys.features.state import state_as_of
 from recsys.lake.cleaning import MAX_RATING, MIN_RATING
-from recsys.models import network, ranking, registry
-from recsys.models.versions import config_of, load_version
+from recsys.models import network, ranking, registry, retrieval
+from recsys.models.versions import config_of, load_version, retrieval_config_of
 from recsys.serving import store as serving_store
 from recsys.stores import Store
 
@@ -37,8 +38,8 @@ class ServingSettings:
 
 
 
-def _champion(features: Store) -> registry.ModelVersion:
-    champion = registry.champion(features)
+def _champion(features: Store, stage: str = registry.RATING) -> registry.ModelVersion:
+    champion = registry.champion(features, stage)
     if champion is None:
         raise RecsysError("No model is in service yet: materialize initial_model first.")
     return champion
@@ -83,10 +84,12 @@ def build_popularity(lake: Store, features: Store, serving: ServingSettings, as_
 def build_recommendations(
     features: Store, serving: ServingSettings, as_of: int, calendar: Calendar
 ) -> tuple[serving_store.ServingSet, int, float]:
-    """Each known user's top-N unrated movies from the champion's stored embeddings as of `as_of`,
-    then the serving set that makes them the ones the API answers from."""
+    """Each known user's top-N unrated movies in two stages as of `as_of` (the retrieval champion's
+    candidates, ordered with the rating champion's stored embeddings), then the serving set that
+    makes them the ones the API answers from."""
     started = time.perf_counter()
     champion = _champion(features)
+    retriever = _champion(features, registry.RETRIEVAL)
     backend, _ = serving_store.prepare_embeddings(features, serving.embedding_backend)
     user_ids, user_vectors = serving_store.read_embeddings(features, "user", champion.version, as_of)
     movie_ids, movie_vectors = serving_store.read_embeddings(features, "movie", champion.version, as_of)
@@ -99,8 +102,13 @@ def build_recommendations(
     rated = features.query("SELECT user_id, movie_id FROM training_examples WHERE batch <= $as_of", {"as_of": as_of})
     indptr, indices = ranking.rated_positions(rated, user_ids, movie_ids)
     n = serving.recommendations_per_user
-    columns, dots = ranking.top_n_unrated(user_vectors, movie_vectors, indptr, indices, n)
-    recommendations = ranking.as_list(user_ids, movie_ids, columns, dots).with_columns(
+    model = load_version(retriever)
+    columns, deviations = retrieval.two_stage(
+        retrieval.embed_user_ids(model, user_ids), retrieval.embed_movie_ids(model, movie_ids),
+        user_vectors, movie_vectors, indptr, indices, n, retrieval_config_of(retriever),
+    )  # fmt: skip
+    # The score shown is the predicted rating; the rank is the two-stage order.
+    recommendations = ranking.as_list(user_ids, movie_ids, columns, deviations).with_columns(
         (pl.col("score") + global_mean).clip(MIN_RATING, MAX_RATING)
     )
     entry = serving_store.ServingSet(
@@ -114,6 +122,7 @@ def build_recommendations(
         movies=len(movie_ids),
         recommendations_per_user=n,
         created_at=registry.now(),
+        retrieval_version=retriever.version,
     )
     with features.transaction():
         serving_store.write_recommendations(features, champion.version, as_of, recommendations)

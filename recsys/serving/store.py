@@ -149,6 +149,7 @@ class ServingSet:
     movies: int
     recommendations_per_user: int
     created_at: dt.datetime
+    retrieval_version: str
 
 
 def record_serving_set(store: Store, entry: ServingSet) -> None:

@@ -138,11 +138,12 @@ def test_an_unknown_user_gets_the_popularity_fallback_and_says_so(served):
     server, replay = served
     body = server.client.get(f"/recommendations/{COLD_USER}", params={"n": 5}).json()
     Recommendations.model_validate(body)
-    assert body["source"] == "popularity" and body["score_kind"] == "mean_rating" and "no ratings" in body["reason"]
+    assert body["source"] == "popularity" and body["score_kind"] == "recent_ratings" and "no ratings" in body["reason"]
     with replay.features_db() as db:
-        popular = db.query("SELECT movie_id, mean_rating FROM popular_movies ORDER BY rank LIMIT 5")
+        popular = db.query("SELECT movie_id, ratings FROM popular_movies ORDER BY rank LIMIT 5")
     assert [item["movie_id"] for item in body["items"]] == popular["movie_id"].to_list()
-    assert [item["score"] for item in body["items"]] == pytest.approx(popular["mean_rating"].to_list(), abs=1e-4)
+    assert [item["score"] for item in body["items"]] == popular["ratings"].to_list()
+    assert popular["ratings"].to_list() == sorted(popular["ratings"].to_list(), reverse=True)
 
 
 def test_a_users_profile_is_their_ratings_per_genre_in_the_lake(served):

@@ -1,9 +1,12 @@
-"""The feature assets on DuckDB and PostgreSQL: incremental equals from scratch, a range run equals
-day-by-day runs, and days out of order or without their lake batch fail with a sentence."""
+"""The feature assets on DuckDB and PostgreSQL: incremental equals from scratch (same-second ties
+across day boundaries included), a range run equals day-by-day runs, and days out of order or
+without their lake batch fail with a sentence."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import shutil
 
 import polars as pl
 import pytest
@@ -27,15 +30,26 @@ def archive(make_archive) -> Path:
     return make_archive(BOOTSTRAP + 6 * BATCH, 5)
 
 
+@pytest.fixture(scope="module")
+def tied_archive(archive, tmp_path_factory) -> Path:
+    """The archive with timestamps cut to 10 minutes: ~100 ratings share each second, across day
+    boundaries too, and users rate several movies in one second."""
+    tied = tmp_path_factory.mktemp("tied")
+    shutil.copytree(archive, tied, dirs_exist_ok=True)
+    ratings = pl.read_csv(archive / "ratings.csv")
+    ratings.with_columns(pl.col("timestamp") // 600 * 600).write_csv(tied / "ratings.csv")
+    return tied
+
+
 class Platform(AssetReplay):
     """A replay that runs partitions by batch number, without models."""
 
     def __init__(self, base: str, data: Path) -> None:
         super().__init__(base, data, batch=BATCH, bootstrap=BOOTSTRAP)
 
-    def run(self, selection, partition: int | None = None, last: int | None = None, ok: bool = True):
+    def run(self, selection, partition: int | None = None, last: int | None = None, ok: bool = True, config: dict | None = None):
         key = partition_of(partition) if partition is not None else None
-        return super().run(selection, key, ok, last=partition_of(last) if last is not None else None)
+        return super().run(selection, key, ok, last=partition_of(last) if last is not None else None, config=config)
 
     def query(self, store: str, sql: str) -> pl.DataFrame:
         with open_store(self.urls[store]) as db:
@@ -48,9 +62,11 @@ class Platform(AssetReplay):
             self.run(["lake_ratings"], day)
 
 
-def test_day_by_day_and_range_runs_agree_and_equal_a_from_scratch_pass(archive, store_base, monkeypatch):
-    platform = Platform(store_base, archive)
+def test_day_by_day_and_range_runs_agree_and_equal_a_from_scratch_pass(tied_archive, store_base, monkeypatch):
+    platform = Platform(store_base, tied_archive)
     platform.load(lake_days=5)
+    seconds = platform.query("lake", "SELECT batch, min(timestamp) AS first, max(timestamp) AS last FROM lake_ratings GROUP BY batch ORDER BY batch")
+    assert (seconds["first"].shift(-1) == seconds["last"]).sum() >= 3  # days that begin in the previous day's last second
     for day in range(4):
         result = platform.run(["daily_features"], day)
         assert all(e.passed for e in result.get_asset_check_evaluations())
@@ -58,7 +74,8 @@ def test_day_by_day_and_range_runs_agree_and_equal_a_from_scratch_pass(archive, 
     state = platform.query("features", "SELECT * FROM user_state ORDER BY user_id")
 
     # Incremental equals batch: the state after 4 daily updates is the state computed from
-    # scratch on the same lake rows in one pass.
+    # scratch on the same lake rows in one pass; so are the event-time features, which only a
+    # correct carry of the previous day's last second gives.
     rows = platform.query("lake", "SELECT batch, seq, user_id, movie_id, rating, timestamp FROM lake_ratings WHERE batch <= 3")
     scratch = build_examples(
         rows.with_columns(block=pl.col("batch")),
@@ -105,10 +122,10 @@ def test_days_out_of_order_or_without_their_lake_batch_fail_with_a_sentence(arch
     )
 
 
-def test_the_bootstrap_is_cut_into_blocks_that_see_only_earlier_blocks_and_fits_the_year_scaler(archive, tmp_path):
-    platform = Platform(str(tmp_path / "stores"), archive)
+def test_the_bootstrap_is_cut_into_blocks_that_see_only_earlier_blocks_and_fits_the_year_scaler(tied_archive, tmp_path):
+    platform = Platform(str(tmp_path / "stores"), tied_archive)
     platform.load(lake_days=0)
-    bootstrap = platform.query("lake", "SELECT seq, user_id, movie_id FROM lake_ratings WHERE batch = -1 ORDER BY seq")
+    bootstrap = platform.query("lake", "SELECT seq, user_id, movie_id, timestamp FROM lake_ratings WHERE batch = -1 ORDER BY seq")
     bootstrap = bootstrap.with_columns(block=pl.int_range(pl.len()) // BATCH)
     assert bootstrap["block"].n_unique() == BOOTSTRAP // BATCH > 1
 
@@ -119,7 +136,19 @@ def test_the_bootstrap_is_cut_into_blocks_that_see_only_earlier_blocks_and_fits_
     assert params["year_mean"] == pytest.approx(years.mean()) and params["year_std"] == pytest.approx(years.std())
     assert years.len() < movies["year"].drop_nulls().len()  # not every movie: only those rated in the slice
 
-    # Each bootstrap example counts exactly the ratings of its user and movie in earlier blocks.
+    # At event time (the default) each bootstrap example counts exactly the ratings of its user and
+    # movie in strictly earlier seconds, the same block included (by brute force, on a sample).
+    examples = platform.query("features", "SELECT seq, u_count, m_count FROM training_examples WHERE batch = -1 ORDER BY seq")
+    assert examples.height == bootstrap.height
+    compared = examples.join(bootstrap, on="seq")
+    for row in compared.sample(200, seed=2).iter_rows(named=True):
+        earlier = bootstrap.filter(pl.col("timestamp") < row["timestamp"])
+        assert row["u_count"] == earlier.filter(pl.col("user_id") == row["user_id"]).height
+        assert row["m_count"] == earlier.filter(pl.col("movie_id") == row["movie_id"]).height
+    assert (compared["u_count"] > 0).mean() > 0.9  # sessions: most ratings have an earlier one that day
+
+    # At batch time each counts exactly the ratings of its user and movie in earlier blocks.
+    platform.run(["bootstrap_features"], config={"bootstrap_features": {"feature_time": "batch"}})
     examples = platform.query("features", "SELECT seq, u_count, m_count FROM training_examples WHERE batch = -1")
     expected = bootstrap
     for key, column in (("user_id", "u_count"), ("movie_id", "m_count")):
@@ -133,3 +162,10 @@ def test_the_bootstrap_is_cut_into_blocks_that_see_only_earlier_blocks_and_fits_
     assert compared.height == bootstrap.height
     assert (compared["u_count"] == compared["expected_u_count"]).all()
     assert (compared["m_count"] == compared["expected_m_count"]).all()
+    # The store remembers it: the next day is built at batch time too, seeing only earlier days.
+    platform.run(["lake_ratings"], 0)
+    platform.run(["daily_features"], 0)
+    day = platform.query("features", "SELECT user_id, u_count FROM training_examples WHERE batch = 0")
+    before = bootstrap.group_by("user_id").len()
+    joined = day.join(before, on="user_id", how="left").with_columns(pl.col("len").fill_null(0))
+    assert (joined["u_count"] == joined["len"]).all()

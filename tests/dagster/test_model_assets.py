@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from asset_replay import (
     BATCH,
@@ -31,6 +32,9 @@ def test_a_replay_keeps_a_champion_scores_before_training_and_retrains_weekly(ar
         first = registry.champion(db)
         assert first is not None and first.kind == "full" and first.trained_on == "bootstrap"
         assert Path(first.artifact).exists()
+        first_retrieval = registry.champion(db, registry.RETRIEVAL)
+        assert first_retrieval.version == "retrieval-full-bootstrap" and first_retrieval.trained_on == "bootstrap"
+        assert first_retrieval.rows == first.rows and Path(first_retrieval.artifact).exists()
 
     result = replay.day(0)
     materializations = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
@@ -46,18 +50,31 @@ def test_a_replay_keeps_a_champion_scores_before_training_and_retrains_weekly(ar
     for batch in range(1, 7):
         replay.day(batch)
     with replay.features_db() as db:
-        decisions = db.query("SELECT * FROM promotions ORDER BY batch")
+        decisions = db.query("SELECT * FROM promotions WHERE metric = 'mse' ORDER BY batch")
         # Every day after the first judged the previous day's warm start on a day it had not seen,
         # and promoted it exactly when it beat the champion by the margin (0 by default).
         assert decisions["batch"].to_list() == list(range(1, 7))
-        assert (decisions["promoted"] == (decisions["candidate_mse"] < decisions["champion_mse"])).all()
+        assert (decisions["promoted"] == (decisions["candidate_score"] < decisions["champion_score"])).all()
+        # The retrieval stage's gate did the same with NDCG@10 of the returning users, higher being better.
+        retrieval_decisions = db.query("SELECT * FROM promotions WHERE metric = 'ndcg_at_10' ORDER BY batch")
+        assert retrieval_decisions["batch"].to_list() == list(range(1, 7))
+        assert retrieval_decisions["candidate"].to_list() == [f"retrieval-warm-{CALENDAR.label(b)}" for b in range(6)]
+        assert (retrieval_decisions["promoted"] == (retrieval_decisions["candidate_score"] > retrieval_decisions["champion_score"])).all()
+        recorded = db.query(
+            "SELECT batch, ndcg_at_10 FROM ranking_metrics WHERE model = 'retrieval_warm' AND protocol = 'catalog' "
+            "AND segment = 'with_history' ORDER BY batch"
+        )
+        assert retrieval_decisions["candidate_score"].to_list() == recorded.filter(pl.col("batch") >= 1)["ndcg_at_10"].to_list()
         champion = registry.champion(db)
-        statuses = db.query("SELECT status, count(*) AS n FROM model_versions GROUP BY status")
-        assert dict(zip(statuses["status"], statuses["n"]))["champion"] == 1
+        statuses = db.query("SELECT stage, status, count(*) AS n FROM model_versions GROUP BY stage, status")
+        champions = statuses.filter(pl.col("status") == "champion")
+        assert sorted(champions["stage"].to_list()) == ["rating", "retrieval"] and (champions["n"] == 1).all()
         # Warm starts chain day to day: each one's parent is the previous day's, or the champion just promoted.
         # Before the weekly retrain the only candidate a day judges is yesterday's warm start, so
         # promoted or not, it is today's parent.
-        warm = db.query("SELECT version, parent, first_batch FROM model_versions WHERE kind = 'warm' ORDER BY first_batch")
+        warm = db.query(
+            "SELECT version, parent, first_batch FROM model_versions WHERE kind = 'warm' AND stage = 'rating' ORDER BY first_batch"
+        )
         assert warm["first_batch"].to_list() == list(range(7))
         assert warm["parent"].to_list() == [first.version, *warm["version"].to_list()[:-1]]
 
@@ -67,10 +84,12 @@ def test_a_replay_keeps_a_champion_scores_before_training_and_retrains_weekly(ar
         full = registry.latest(db, "full", 7)
         assert full.trained_on == f"bootstrap..{partition_of(6)}" and full.status == "candidate"
         assert full.rows == db.scalar("SELECT count(*) FROM training_examples WHERE batch <= 6")
+        full_retrieval = registry.latest(db, "full", 7, registry.RETRIEVAL)
+        assert full_retrieval.trained_on == full.trained_on and full_retrieval.rows == full.rows
     replay.day(7)
     with replay.features_db() as db:
         judged = db.query("SELECT candidate FROM promotions WHERE batch = 7")["candidate"].to_list()
-        assert full.version in judged
+        assert full.version in judged and full_retrieval.version in judged
         assert registry.champion(db) is not None and champion is not None
 
 

@@ -74,7 +74,7 @@ def test_replay_writes_the_report_and_the_event_log_holds_every_run(backend, arc
     for day in report["days"]:
         assert day["rows_raw"] == day["rows_clean"] + day["rows_rejected"] == 2000
         assert day["checks"]["failed"] == 0 and day["checks"]["passed"] >= 5
-        assert set(day["mse"]) == {"global_mean", "bias", "champion", "warm", "full"}
+        assert set(day["mse"]) == {"global_mean", "bias", "bias_event_time", "champion", "warm", "full"}
         assert day["mse"]["champion"] is not None and day["mse"]["bias"] is not None
         assert day["champion_version"]
     assert report["days"][0]["mse"]["warm"] is None  # no warm start exists before the first day
@@ -82,6 +82,12 @@ def test_replay_writes_the_report_and_the_event_log_holds_every_run(backend, arc
     assert summary["rows_raw"] == 3 * 2000
     assert set(summary["seconds_per_layer"]) >= {"raw", "lake", "features", "models"}
     assert summary["mean_mse"]["champion"] == pytest.approx(sum(d["mse"]["champion"] for d in report["days"]) / DAYS)
+    # RMSE pooled over every scored rating: the days' MSEs weighted by their clean rows.
+    pooled = summary["rmse_by_segment"]["all"]["champion"]
+    rows = [d["rows_clean"] for d in report["days"]]
+    assert pooled["rows"] == sum(rows)
+    assert pooled["rmse"] ** 2 == pytest.approx(sum(r * d["mse"]["champion"] for r, d in zip(rows, report["days"])) / sum(rows))
+    assert {"served", "two_stage", "retrieval", "popularity"} <= set(summary["catalog_ranking_by_segment"]["all"])
 
     log = event_log(home)
     daily = {(asset, partition) for asset, partition in log["materializations"] if partition}

@@ -1,6 +1,6 @@
 """The serving assets through Dagster on DuckDB and PostgreSQL: embeddings of the champion,
-precomputed recommendations that never contain a rated movie, retention of serving sets,
-test-then-train ranking metrics, and similarity search over stored embeddings."""
+precomputed two-stage recommendations that never contain a rated movie, retention of serving
+sets, test-then-train ranking metrics, and similarity search over stored embeddings."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
 from recsys.features.point_in_time import catalog_features, user_features
 from recsys.features.state import state_as_of
-from recsys.models import ranking, registry
+from recsys.models import ranking, registry, retrieval
 from recsys.models.artifacts import load_model
 from recsys.models.training import predict
-from recsys.models.versions import config_of
+from recsys.models.versions import config_of, load_version, retrieval_config_of
 from recsys.serving.build import rated_recommendations
 from recsys.serving import store as serving_store
 from recsys.settings import store_urls
@@ -32,12 +32,12 @@ def archive(make_archive) -> Path:
     return make_archive(BOOTSTRAP + DAYS * BATCH, 21)
 
 
-def assert_recorded_ranking(db, batch: int, protocol: str, segment: str, expected: dict) -> None:
-    """The champion's ranking figures recorded for a day equal those computed independently."""
+def assert_recorded_ranking(db, batch: int, protocol: str, segment: str, expected: dict, model: str = "champion") -> None:
+    """A ranking's figures recorded for a day equal those computed independently."""
     recorded = db.query(
-        "SELECT users, ndcg_at_10, recall_at_10 FROM ranking_metrics WHERE batch = $b AND model = 'champion' "
+        "SELECT users, ndcg_at_10, recall_at_10 FROM ranking_metrics WHERE batch = $b AND model = $model "
         "AND protocol = $protocol AND segment = $segment",
-        {"b": batch, "protocol": protocol, "segment": segment},
+        {"b": batch, "protocol": protocol, "segment": segment, "model": model},
     ).row(0, named=True)
     assert recorded["users"] == expected["users"] > 0
     assert recorded["ndcg_at_10"] == pytest.approx(expected["ndcg"]) and recorded["recall_at_10"] == pytest.approx(expected["recall"])
@@ -75,9 +75,28 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         assert set(recs["user_id"]) == set(rated["user_id"]) and served.users == rated["user_id"].n_unique()
         per_user = recs.group_by("user_id").agg(pl.col("rank").sort(), pl.col("score"))
         assert (per_user["rank"].list.len() == served.recommendations_per_user).all()
-        assert per_user["score"].list.eval(pl.element().diff().drop_nulls() <= 1e-6).list.all().all()
 
-        # The stored scores are the full model's predictions for those pairs (embeddings agree).
+        # Two stages, checked by brute force in numpy: each list is drawn from the user's top
+        # `candidates` unrated movies by retrieval score, ordered by retrieval score plus the
+        # rating weight times the predicted deviation from the global mean.
+        retriever = registry.champion(db, registry.RETRIEVAL)
+        assert served.retrieval_version == retriever.version
+        settings = retrieval_config_of(retriever)
+        model = load_version(retriever)
+        user_ids, rating_users = serving_store.read_embeddings(db, "user", served.model_version, last)
+        movie_ids, rating_movies = serving_store.read_embeddings(db, "movie", served.model_version, last)
+        found_users, found_movies = retrieval.embed_user_ids(model, user_ids), retrieval.embed_movie_ids(model, movie_ids)
+        for row in np.random.default_rng(0).choice(len(user_ids), 15, replace=False):
+            user = int(user_ids[row])
+            unrated = ~np.isin(movie_ids, rated.filter(pl.col("user_id") == user)["movie_id"].to_numpy())
+            scores = found_movies @ found_users[row]
+            candidates = np.flatnonzero(unrated)[np.argsort(-scores[unrated], kind="stable")[: settings.candidates]]
+            blended = scores[candidates] + settings.rating_weight * (rating_movies[candidates] @ rating_users[row])
+            expected = movie_ids[candidates[np.argsort(-blended, kind="stable")]][: served.recommendations_per_user]
+            stored = recs.filter(pl.col("user_id") == user).sort("rank")["movie_id"].to_list()
+            assert stored == expected.tolist()
+
+        # The stored scores are the rating model's predictions for those pairs (embeddings agree).
         users, movies, global_mean = state_as_of(db, last, CALENDAR)
         assert global_mean == pytest.approx(served.global_mean)
         sample = recs.filter(pl.col("rank") <= 3).sort("user_id").head(30)
@@ -95,12 +114,25 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
             kept = db.query(f"SELECT DISTINCT model_version, as_of_batch FROM {table} ORDER BY as_of_batch")
             assert kept.equals(sets), table
 
-        # Test-then-train ranking metrics: every day, both rankings, both protocols, all users.
+        # Test-then-train ranking metrics: every day, every ranking, both protocols, all users.
         ranks = db.query("SELECT batch, model, protocol FROM ranking_metrics WHERE segment = 'all'")
-        assert ranks.height == DAYS * 4
-        assert set(zip(ranks["model"], ranks["protocol"])) == {
-            ("champion", "catalog"), ("popularity", "catalog"), ("champion", "rated"), ("popularity", "rated")
-        }
+        # retrieval_full: the latest full retrieval model, here the initial one (the champion).
+        every_day = {
+            ("champion", "catalog"), ("retrieval", "catalog"), ("retrieval_full", "catalog"), ("two_stage", "catalog"), ("popularity", "catalog"),
+            ("popularity_by_mean", "catalog"), ("served", "catalog"), ("champion", "rated"), ("popularity", "rated"),
+        }  # fmt: skip
+        for batch in range(DAYS):
+            day = ranks.filter(pl.col("batch") == batch)
+            # From the second day on, yesterday's retrieval warm start is scored beside the champion.
+            assert set(zip(day["model"], day["protocol"])) == every_day | ({("retrieval_warm", "catalog")} if batch else set())
+            assert day.height == len(every_day) + (1 if batch else 0)
+        # What is served: the two-stage list to users who rated before the day, the fallback to new ones.
+        figures = db.query(
+            "SELECT model, segment, users, ndcg_at_10 FROM ranking_metrics WHERE protocol = 'catalog' AND batch = $b", {"b": last}
+        )
+        value = {(m, seg): (u, n) for m, seg, u, n in figures.iter_rows()}
+        assert value["served", "with_history"] == pytest.approx(value["two_stage", "with_history"])
+        assert value["served", "no_history"] == pytest.approx(value["popularity", "no_history"])
         popular = db.query("SELECT movie_id, ratings FROM popular_movies")
         assert popular.height > 0 and (popular["ratings"] >= 20).all()
 
@@ -113,7 +145,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
             day = lake.query("SELECT user_id, movie_id, rating FROM lake_ratings WHERE batch = $b", {"b": last})
         relevant = day.filter(pl.col("rating") >= ranking.RELEVANT_RATING).join(served_before.select("user_id").unique(), on="user_id")
         expected = ranking.ranking_metrics(served_before, relevant)
-        assert_recorded_ranking(db, last, "catalog", "with_history", expected)
+        assert_recorded_ranking(db, last, "catalog", "with_history", expected, model="served")
 
     metadata = {
         event.asset_key.to_user_string(): event.event_specific_data.materialization.metadata

@@ -50,6 +50,25 @@ def test_biases_are_the_alternating_ridge_solution():
     np.testing.assert_allclose(fitted.predict(ratings), [mu + b_1 + b_10, mu + b_1 + b_20, mu + b_2 + b_10])
 
 
+def test_the_event_time_user_term_counts_every_strictly_earlier_rating():
+    history = pl.DataFrame({"user_id": [1, 1, 2], "movie_id": [10, 20, 10], "rating": [5.0, 3.0, 1.0], "timestamp": [1, 2, 3]})
+    fitted = BiasBaseline().fit(history, reg_user=1.0, reg_item=2.0, iterations=1)
+    mu, b_10, b_20 = 3.0, 0.0, 0.0  # (5 - 3 + 1 - 3) / 4 and (3 - 3) / 3
+    # The day: user 1 rates twice at second 10 and once at 20; a new user 3 rates at 10 and 30.
+    day = pl.DataFrame({
+        "user_id": [1, 1, 3, 1, 3], "movie_id": [10, 30, 20, 20, 10],
+        "rating": [4.0, 2.0, 5.0, 1.0, 3.0], "timestamp": [10, 10, 10, 20, 30],
+    })  # fmt: skip
+    residual = {(1, 1): 5 - mu - b_10, (1, 2): 3 - mu - b_20, (1, 10): [4 - mu - b_10, 2 - mu], (3, 10): 5 - mu - b_20}
+    before_10 = (residual[1, 1] + residual[1, 2]) / (2 + 1)  # history only: not the same second
+    before_20 = (residual[1, 1] + residual[1, 2] + sum(residual[1, 10])) / (4 + 1)
+    user_3_at_30 = residual[3, 10] / (1 + 1)
+    expected = [mu + before_10 + b_10, mu + before_10, mu + 0.0 + b_20, mu + before_20 + b_20, mu + user_3_at_30 + b_10]
+    np.testing.assert_allclose(fitted.predict_at_event_time(history, day), expected)
+    # Unlike the frozen user term, which gives user 1 the same bias all day and user 3 none.
+    assert fitted.predict(day)[0] == fitted.predict(day)[3] - b_20 + b_10
+
+
 def test_large_ids_give_the_same_fit_as_small_ones(ratings):
     small = BiasBaseline().fit(ratings)
     shifted = ratings.with_columns(pl.col("user_id") * 10**9, pl.col("movie_id") + 10**12)

@@ -1,4 +1,5 @@
-"""Point-in-time features: no leakage, incremental equals one pass, rewinding undoes exactly."""
+"""Point-in-time features at event and at batch time: no leakage (same-second ties included),
+incremental equals one pass, rewinding undoes exactly."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from recsys.features.point_in_time import (
+    GENRE_FLAGS,
     PRIOR_RATING,
     YearScaler,
     build_examples,
@@ -44,40 +46,89 @@ def test_movie_features_are_one_hot_with_a_no_genre_flag(data):
         assert row["m_no_genre"][0] == 1
 
 
-def test_features_use_only_ratings_from_earlier_blocks(data):
+def assert_features_from(example: dict, past: pl.DataFrame, global_past: pl.DataFrame) -> None:
+    """The example's features are exactly those of `past` (its user's and movie's earlier ratings)."""
+    mine = past.filter(pl.col("user_id") == example["user_id"])
+    movie = past.filter(pl.col("movie_id") == example["movie_id"])
+    global_mean = global_past["rating"].mean() if global_past.height else PRIOR_RATING
+    assert example["u_count"] == mine.height
+    assert example["u_mean"] == pytest.approx(mine["rating"].mean() if mine.height else 0.0)
+    assert example["m_count"] == movie.height
+    assert example["m_mean"] == pytest.approx(movie["rating"].mean() if movie.height else global_mean)
+    assert example["global_mean"] == pytest.approx(global_mean)
+    for genre in GENRE_SLUGS:
+        in_genre = mine.filter(pl.col(f"mg_{genre}") == 1)
+        assert example[f"ug_count_{genre}"] == in_genre.height
+        assert example[f"ug_mean_{genre}"] == pytest.approx(in_genre["rating"].mean() if in_genre.height else 0.0)
+
+
+@pytest.mark.parametrize("feature_time", ["event", "batch"])
+def test_features_use_only_earlier_ratings(data, feature_time):
     ratings, _, features = data
-    built = build_examples(ratings, features, empty_user_state(), empty_movie_state(), 0.0, 0)
+    built = build_examples(ratings, features, empty_user_state(), empty_movie_state(), 0.0, 0, feature_time=feature_time)
     examples = built.examples
     assert examples.height == ratings.height
-    genre_of = features.select("movie_id", *[f"mg_{s}" for s in GENRE_SLUGS])
-    history = ratings.join(genre_of, on="movie_id")
+    history = ratings.join(features.select("movie_id", *[f"mg_{s}" for s in GENRE_SLUGS]), on="movie_id")
     for index in random.Random(3).sample(range(examples.height), 150):
         example = examples.row(index, named=True)
-        past = history.filter(pl.col("block") < example["seq"] // BLOCK)
-        mine = past.filter(pl.col("user_id") == example["user_id"])
-        movie = past.filter(pl.col("movie_id") == example["movie_id"])
-        global_mean = past["rating"].mean() if past.height else PRIOR_RATING
-        assert example["u_count"] == mine.height
-        assert example["u_mean"] == pytest.approx(mine["rating"].mean() if mine.height else 0.0)
-        assert example["m_count"] == movie.height
-        assert example["m_mean"] == pytest.approx(movie["rating"].mean() if movie.height else global_mean)
-        assert example["global_mean"] == pytest.approx(global_mean)
-        for genre in GENRE_SLUGS:
-            in_genre = mine.filter(pl.col(f"mg_{genre}") == 1)
-            assert example[f"ug_count_{genre}"] == in_genre.height
-            assert example[f"ug_mean_{genre}"] == pytest.approx(in_genre["rating"].mean() if in_genre.height else 0.0)
+        earlier_blocks = history.filter(pl.col("block") < example["seq"] // BLOCK)
+        # Event time: every rating of a strictly earlier second, from any block, the same one included.
+        past = history.filter(pl.col("timestamp") < example["timestamp"]) if feature_time == "event" else earlier_blocks
+        assert_features_from(example, past, earlier_blocks)
+
+
+def tied(ratings: pl.DataFrame, seconds: int) -> pl.DataFrame:
+    """The ratings with timestamps coarsened to `seconds`, so many share a second, blocks included."""
+    return ratings.with_columns((pl.col("timestamp") // seconds * seconds).alias("timestamp"))
+
+
+def test_event_time_never_sees_a_rating_of_the_same_second(data):
+    ratings, _, features = data
+    ratings = tied(ratings, 86_400 * 20)
+    # Ties within blocks and across block boundaries, and users who rate twice in one second.
+    assert ratings.group_by("user_id", "timestamp").len()["len"].max() > 1
+    boundary = ratings.group_by("block").agg(pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last"))
+    assert (boundary["first"].shift(-1) == boundary["last"]).sum() > 0
+    examples = build_examples(ratings, features, empty_user_state(), empty_movie_state(), 0.0, 0).examples
+    history = ratings.join(features.select("movie_id", *[f"mg_{s}" for s in GENRE_SLUGS]), on="movie_id")
+    same_second = examples.join(ratings.group_by("user_id", "timestamp").len(), on=["user_id", "timestamp"]).filter(pl.col("len") > 1)
+    for example in same_second.sample(60, seed=1).iter_rows(named=True):
+        earlier_blocks = history.filter(pl.col("block") < example["seq"] // BLOCK)
+        assert_features_from(example, history.filter(pl.col("timestamp") < example["timestamp"]), earlier_blocks)
+
+
+def test_event_time_features_of_a_hand_made_session():
+    # One user's session across a day boundary: two ratings at second 100 end day 0, two more at
+    # second 100 and one at 160 start day 1. A rating sees only earlier seconds, whichever day.
+    features = pl.DataFrame({"movie_id": [1, 2, 3, 4, 5], **{f: [0] * 5 for f in GENRE_FLAGS}, "m_no_genre": [1] * 5, "m_year_z": [0.0] * 5, "m_year_known": [0] * 5})
+    session = pl.DataFrame({
+        "block": [0, 0, 0, 1, 1, 1], "batch": [0, 0, 0, 1, 1, 1], "seq": [1, 2, 3, 4, 5, 6], "user_id": [7] * 6,
+        "movie_id": [1, 2, 3, 4, 5, 1], "rating": [1.0, 4.0, 5.0, 2.0, 3.0, 5.0], "timestamp": [40, 100, 100, 100, 100, 160],
+    })  # fmt: skip
+    one_pass = build_examples(session, features, empty_user_state(), empty_movie_state(), 0.0, 0)
+    # Day by day: day 1 starts from day 0's state, and day 0's ratings of second 100 are carried.
+    day0 = build_examples(session.filter(pl.col("block") == 0), features, empty_user_state(), empty_movie_state(), 0.0, 0)
+    carried = session.filter((pl.col("block") == 0) & (pl.col("timestamp") >= 100)).select("user_id", "movie_id", "rating", "timestamp")
+    day1 = build_examples(session.filter(pl.col("block") == 1), features, day0.users_after, day0.movies_after, day0.global_sum, day0.global_count, carried=carried)
+    for examples in (one_pass.examples, pl.concat([day0.examples, day1.examples])):
+        assert examples["u_count"].to_list() == [0, 1, 1, 1, 1, 5]
+        assert examples["u_mean"].to_list() == pytest.approx([0.0, 1.0, 1.0, 1.0, 1.0, 3.0])
+        assert examples["m_count"].to_list() == [0, 0, 0, 0, 0, 1]  # movie 1 again at 160: its rating at 40
 
 
 def test_block_by_block_equals_one_pass(data):
     ratings, _, features = data
+    ratings = tied(ratings, 86_400 * 20)
     one_pass = build_examples(ratings, features, empty_user_state(), empty_movie_state(), 0.0, 0)
     users, movies, total, count, parts = empty_user_state(), empty_movie_state(), 0.0, 0, []
     for block in range(ratings["block"].max() + 1):
-        day = build_examples(ratings.filter(pl.col("block") == block), features, users, movies, total, count)
-        users = merge_state(users, day.users_after, "user_id")
-        movies = merge_state(movies, day.movies_after, "movie_id")
-        total, count = day.global_sum, day.global_count
-        parts.append(day.examples)
+        day = ratings.filter(pl.col("block") == block)
+        carried = ratings.filter((pl.col("block") < block) & (pl.col("timestamp") >= day["timestamp"].min()))
+        built = build_examples(day, features, users, movies, total, count, carried=carried.select("user_id", "movie_id", "rating", "timestamp"))
+        users = merge_state(users, built.users_after, "user_id")
+        movies = merge_state(movies, built.movies_after, "movie_id")
+        total, count = built.global_sum, built.global_count
+        parts.append(built.examples)
     assert_frame_equal(pl.concat(parts), one_pass.examples)
     assert_frame_equal(users, one_pass.users_after)
     assert_frame_equal(movies, one_pass.movies_after)

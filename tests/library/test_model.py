@@ -38,7 +38,7 @@ from recsys.models.config import (
     ModelConfig,
 )
 from recsys.models.inputs import model_inputs
-from recsys.models.network import fresh_model, towers
+from recsys.models.network import embed_movies, embed_users, fresh_model, towers
 from recsys.models.training import batch_loss, metrics, predict, train
 from recsys.sources.blocks import read_blocks
 
@@ -286,3 +286,27 @@ def test_examples_without_the_features_are_refused():
         model_inputs(pl.DataFrame({"global_mean": [3.5]}), CONFIG)
     with pytest.raises(RecsysError, match="shrinkage must be positive"):
         ModelConfig(shrinkage=0.0)
+
+
+def test_hashed_id_embeddings_start_at_zero_and_learn_per_id(data):
+    _, examples = data
+    config = replace(CONFIG, id_dim=4, epochs=2)
+    past = examples.filter(pl.col("batch") < 3)
+    fitted = fresh_model(config)
+    train(fitted, past, config, learning_rate=config.learning_rate, epochs=config.epochs)
+    # Two rows alike in every feature: a user the model never saw gets exactly what the features
+    # say (an untrained row is zero), a trained user's own row moves the prediction.
+    known = int(past["user_id"].mode()[0])
+    # Unseen ids whose hashed rows no trained user shares (ids beyond the buckets may collide).
+    hashing = fitted.get_layer("user_id_hash")
+    used = set(np.asarray(hashing(past["user_id"].to_numpy())).tolist())
+    candidates = np.arange(10**12, 10**12 + 50)
+    unseen = [int(i) for i, row in zip(candidates, np.asarray(hashing(candidates)).tolist()) if row not in used][:2]
+    twins = pl.DataFrame([example_row(user_id=known), example_row(user_id=unseen[0]), example_row(user_id=unseen[1])])
+    predicted = predict(fitted, twins, config)
+    assert predicted[1] == predicted[2] and predicted[0] != predicted[1]
+    # The towers take the ids too, and are still the model's halves.
+    sample = day(examples, 3).head(200)
+    users, movies = embed_users(fitted, sample, config), embed_movies(fitted, sample, config)
+    rebuilt = np.clip(sample["global_mean"].to_numpy() + (users * movies).sum(axis=1), 0.5, 5.0)
+    np.testing.assert_allclose(rebuilt, predict(fitted, sample, config), atol=1e-4)

@@ -41,11 +41,11 @@ def test_the_window_ends_with_the_day_and_holds_its_days_only(store_base):
         ]))  # fmt: skip
         settings = ServingSettings(popularity=PopularityWindow(days=3, min_ratings=2))
         popular = build_popularity(lake, features, settings, as_of=5)
-        assert popular.select("movie_id", "rank", "mean_rating", "ratings").rows() == [(2, 1, 4.0, 2), (3, 2, 3.0, 3)]
+        assert popular.select("movie_id", "rank", "mean_rating", "ratings").rows() == [(3, 1, 3.0, 3), (2, 2, 4.0, 2)]
         as_of, stored = serving_store.read_popularity(features)
         assert as_of == 5 and stored.equals(popular.select(stored.columns))
 
         # A window of 14 days, the default, reaches back to the bootstrap (which counts as one day).
         popular = build_popularity(lake, features, ServingSettings(popularity=PopularityWindow(min_ratings=2)), as_of=5)
-        assert popular["movie_id"].to_list() == [1, 3, 2]
+        assert popular["movie_id"].to_list() == [2, 1, 3]  # 4 ratings of movie 2 against 3 and 3: 1's mean breaks the tie
         assert popular.filter(pl.col("movie_id") == 2)["ratings"].item() == 4

@@ -83,17 +83,18 @@ def test_a_user_who_rated_almost_everything_gets_a_short_list():
     assert ranking.as_list(np.array([1]), np.array([10, 11, 12, 13]), columns, scores)["movie_id"].to_list() == [13]
 
 
-def test_popularity_ranks_by_mean_among_movies_with_enough_ratings():
+def test_popularity_ranks_by_count_or_mean_among_movies_with_enough_ratings():
     ratings = pl.DataFrame(
         {
-            "movie_id": [1, 1, 1, 2, 2, 2, 3, 4, 4, 4],
-            "rating": [4.0, 4.0, 4.0, 5.0, 4.0, 2.0, 5.0, 4.0, 4.0, 4.0],
+            "movie_id": [1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 5, 5],
+            "rating": [4.0, 4.0, 4.0, 5.0, 4.0, 2.0, 1.0, 5.0, 4.0, 4.0, 4.0, 5.0, 5.0],
         }
     )
-    popular = ranking.popularity(ratings, min_ratings=2)
-    # 3 has a single rating: below the threshold. 1 and 4 tie on mean and count: lower id first.
-    assert popular["movie_id"].to_list() == [1, 4, 2]
-    assert popular["rank"].to_list() == [1, 2, 3]
+    # 3 has a single rating: below the threshold. 1 and 4 tie on count and mean: lower id first.
+    by_count = ranking.popularity(ratings, min_ratings=2)
+    assert by_count["movie_id"].to_list() == [2, 1, 4, 5]  # 2 is rated most, though rated worst
+    assert by_count["rank"].to_list() == [1, 2, 3, 4]
+    assert ranking.popularity(ratings, min_ratings=2, order="mean")["movie_id"].to_list() == [5, 1, 4, 2]
 
 
 def test_popularity_for_a_user_skips_what_they_rated():

@@ -15,10 +15,11 @@ from recsys.settings import store_urls
 from recsys.stores import open_store
 
 
-def version(name: str, status: str, kind: str = "warm") -> registry.ModelVersion:
+def version(name: str, status: str, kind: str = "warm", stage: str = registry.RATING) -> registry.ModelVersion:
     return registry.ModelVersion(
         version=name, kind=kind, parent=None, trained_on="x", first_batch=0, last_batch=0, rows=1,
         hyperparameters={}, metrics={}, artifact="/dev/null", checksum="0", created_at=registry.now(), status=status,
+        stage=stage,
     )  # fmt: skip
 
 
@@ -37,6 +38,17 @@ def test_the_gate_promotes_only_a_candidate_that_beats_the_champion(store_base):
         assert not registry.Decision("c", "better", 0.699, 0.70, 0.01).clears_margin
         assert db.query("SELECT promoted FROM promotions ORDER BY batch")["promoted"].to_list() == [False, True]
 
+        # Each stage has its own champion: promoting a retrieval model retires no rating model.
+        for name, status in (("r-champ", "champion"), ("r-new", "candidate")):
+            registry.register(db, version(name, status, stage=registry.RETRIEVAL))
+        assert registry.champion(db, registry.RETRIEVAL).version == "r-champ"
+        decision = registry.Decision("r-new", "r-champ", 0.30, 0.25, 0.01, metric="ndcg_at_10")
+        registry.decide_promotion(db, "d", 3, decision, promote=True, stage=registry.RETRIEVAL)
+        assert registry.champion(db, registry.RETRIEVAL).version == "r-new" and registry.get(db, "r-champ").status == "retired"
+        assert registry.champion(db).version == "better"
+        recorded = db.query("SELECT metric, candidate_score, champion_score FROM promotions WHERE batch = 3").row(0)
+        assert recorded == ("ndcg_at_10", 0.30, 0.25)
+
 
 def test_judge_promotes_the_best_candidate_and_only_past_the_margin():
     champion = version("champ", "champion", kind="full")
@@ -44,7 +56,7 @@ def test_judge_promotes_the_best_candidate_and_only_past_the_margin():
     # Both beat the champion; the better one (full, 0.80) is promoted, the other is not.
     decisions, promoted = registry.judge(champion, [warm, full], {"champion": 1.00, "warm": 0.90, "full": 0.80}, 0.10)
     assert promoted is full
-    assert [(d.candidate, d.candidate_mse, d.champion_mse, d.margin) for d in decisions] == [
+    assert [(d.candidate, d.candidate_score, d.champion_score, d.margin) for d in decisions] == [
         ("warm-1", 0.90, 1.00, 0.10), ("full-1", 0.80, 1.00, 0.10),
     ]  # fmt: skip
     # 10% better is not better than 10% better: the margin is strict, relative to the champion.
@@ -54,6 +66,16 @@ def test_judge_promotes_the_best_candidate_and_only_past_the_margin():
     _, promoted = registry.judge(champion, [warm, full], {"champion": 1.00, "warm": 0.95, "full": 0.90}, 0.0)
     assert promoted is full
     assert registry.judge(champion, [], {"champion": 1.0}, 0.0) == ([], None)
+
+
+def test_the_retrieval_gate_promotes_the_highest_ndcg_and_only_past_the_margin():
+    champion = version("r-champ", "champion", kind="full", stage=registry.RETRIEVAL)
+    warm, full = (version(f"r-{k}", "candidate", kind=k, stage=registry.RETRIEVAL) for k in ("warm", "full"))
+    decisions, promoted = registry.judge(champion, [warm, full], {"champion": 0.20, "warm": 0.23, "full": 0.25}, 0.10, "ndcg_at_10")
+    assert promoted is full and all(d.metric == "ndcg_at_10" for d in decisions)
+    # 0.22 is exactly 10% above 0.20: not past the margin; lower NDCG never is.
+    _, promoted = registry.judge(champion, [warm, full], {"champion": 0.20, "warm": 0.22, "full": 0.15}, 0.10, "ndcg_at_10")
+    assert promoted is None
 
 
 def day_report(batch: int, champion: float, bias: float) -> DayReport:

@@ -1,0 +1,215 @@
+"""The retrieval stage: a two-tower model of which movies a user chooses to rate.
+
+Why a second model: the rating model predicts how much a user will like a movie they rate, not
+which movies they will pick; ranking the catalog by predicted rating fills a top 10 with
+obscure movies that score high and that nobody watches (on real MovieLens 100K it reached half
+of plain most-popular's NDCG@10). This model learns the choice itself from implicit feedback:
+every rating is a positive (user, movie) pair, and the other movies of the same training batch
+are the negatives (in-batch softmax, as in Yi et al., "Sampling-bias-corrected neural modeling
+for large corpus item recommendations", RecSys 2019). Popular movies turn up as negatives more
+often than their share of the catalog, so each logit is corrected by the log of the movie's
+frequency among the training pairs (logQ correction); the model then estimates the full
+softmax, popularity included.
+
+The towers are hashed ID embeddings (user and movie ids through Keras' Hashing layer into
+`id_buckets` rows): new ids need no vocabulary change and a warm start keeps every learned row.
+On MovieLens 100K, adding the genre-preference features to these towers lowered NDCG@10 for
+returning users (0.06 against 0.11 with ids alone in the same protocol), so the towers are ids only.
+
+The two-stage list (`two_stage`): the retrieval tower's top `candidates` unrated movies,
+ordered by retrieval score plus `rating_weight` times the rating model's predicted deviation
+from the global mean (both in the same units: log-odds and stars).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import polars as pl
+
+from recsys.errors import RecsysError
+from recsys.models.network import PREDICT_BATCH, keras_module, tensorflow
+from recsys.models.training import TrainReport
+
+if TYPE_CHECKING:
+    import keras
+
+USER_ID, MOVIE_ID = "user_id", "movie_id"
+USER_VECTOR, MOVIE_VECTOR = "retrieval_user", "retrieval_movie"
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Architecture and training settings of the retrieval model; recorded with every version.
+
+    Tuned on MovieLens 100K's replay (5,000-row days): batch 256 and 20 epochs from fresh weights
+    gave NDCG@10 0.113 for returning users; 40 epochs 0.116, batch 128 or 512 0.108-0.109.
+    """
+
+    id_buckets: int = 1 << 16  # rows per hashed id table; ids beyond it share rows
+    embedding_dim: int = 32
+    learning_rate: float = 3e-3
+    warm_learning_rate: float = 1e-3
+    batch_size: int = 256
+    epochs: int = 20
+    warm_epochs: int = 2
+    candidates: int = 50  # movies the retrieval stage hands to the rating model per user
+    rating_weight: float = 0.9  # stars of predicted rating worth one unit of retrieval logit
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("id_buckets", "embedding_dim", "batch_size", "epochs", "warm_epochs", "candidates"):
+            if getattr(self, name) < 1:
+                raise RecsysError(f"The retrieval model's {name} must be at least 1, got {getattr(self, name)}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fresh_retrieval_model(config: RetrievalConfig) -> keras.Model:
+    """A new retrieval model (user id -> vector, movie id -> vector), compiled with Adam."""
+    keras = keras_module()
+    seeds = iter(range(config.seed * 1000 + 500, config.seed * 1000 + 1000))
+
+    def tower(name: str, vector: str) -> tuple[Any, Any]:
+        ids = keras.Input((), dtype="int64", name=name)
+        rows = keras.layers.Hashing(num_bins=config.id_buckets, name=f"{name}_hash")(ids)
+        embedded = keras.layers.Embedding(
+            config.id_buckets, config.embedding_dim, name=f"{name}_embedding",
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=next(seeds)),
+        )(rows)  # fmt: skip
+        init = keras.initializers.GlorotUniform(seed=next(seeds))
+        return ids, keras.layers.Dense(config.embedding_dim, kernel_initializer=init, name=vector)(embedded)
+
+    user_ids, user_vector = tower(USER_ID, USER_VECTOR)
+    movie_ids, movie_vector = tower(MOVIE_ID, MOVIE_VECTOR)
+    model = keras.Model(
+        {USER_ID: user_ids, MOVIE_ID: movie_ids}, {"user": user_vector, "movie": movie_vector}, name="retrieval_two_tower"
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+_TOWERS: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+_STEPS: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
+
+
+def _towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    if model not in _TOWERS:
+        keras = keras_module()
+        user = keras.Model(model.get_layer(USER_ID).output, model.get_layer(USER_VECTOR).output)
+        movie = keras.Model(model.get_layer(MOVIE_ID).output, model.get_layer(MOVIE_VECTOR).output)
+        _TOWERS[model] = (user, movie)
+    return _TOWERS[model]
+
+
+def _train_step(model: keras.Model) -> Callable[..., Any]:
+    if model not in _STEPS:
+        tf = tensorflow()
+        optimizer, variables = model.optimizer, model.trainable_variables
+
+        @tf.function(reduce_retracing=True)
+        def step(users: Any, movies: Any, log_q: Any) -> Any:
+            with tf.GradientTape() as tape:
+                vectors = model({USER_ID: users, MOVIE_ID: movies}, training=True)
+                logits = tf.matmul(vectors["user"], vectors["movie"], transpose_b=True) - log_q[None, :]
+                # Another pair of the batch with the same movie is no negative for this user.
+                size = tf.shape(movies)[0]
+                duplicate = tf.equal(movies[:, None], movies[None, :]) & ~tf.eye(size, dtype=tf.bool)
+                logits = tf.where(duplicate, tf.constant(-1e9, logits.dtype), logits)
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.range(size), logits))
+            optimizer.apply(tape.gradient(loss, variables), variables)
+            return loss
+
+        _STEPS[model] = step
+    return _STEPS[model]
+
+
+def train_retrieval(model: keras.Model, pairs: pl.DataFrame, config: RetrievalConfig, *, learning_rate: float, epochs: int) -> TrainReport:
+    """Train `model` in place on the (user_id, movie_id) pairs, in seeded shuffled batches."""
+    if pairs.height == 0:
+        raise RecsysError("The training examples are empty, so there is nothing to train on.")
+    tf = tensorflow()
+    started = time.perf_counter()
+    users = pairs["user_id"].cast(pl.Int64).to_numpy()
+    movies = pairs["movie_id"].cast(pl.Int64).to_numpy()
+    # Each movie's share of the pairs: how often it is sampled as an in-batch negative.
+    share = pairs.group_by("movie_id").len().with_columns(log_q=(pl.col("len") / pairs.height).log())
+    log_q = pairs.select("movie_id").join(share, on="movie_id", how="left", maintain_order="left")["log_q"].to_numpy().astype(np.float32)
+    model.optimizer.learning_rate = learning_rate
+    step = _train_step(model)
+    rng = np.random.default_rng(config.seed)
+    n, batch = len(users), config.batch_size
+    epoch_losses: list[float] = []
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        # A batch of one pair has no negatives to learn from: skipped (another pair each epoch).
+        batches = [order[s : s + batch] for s in range(0, n, batch) if min(batch, n - s) > 1]
+        losses = [(step(tf.constant(users[b]), tf.constant(movies[b]), tf.constant(log_q[b])), len(b)) for b in batches]
+        epoch_losses.append(sum(float(loss) * size for loss, size in losses) / max(1, sum(len(b) for b in batches)))
+    seconds = time.perf_counter() - started
+    return TrainReport(
+        examples=n, epochs=epochs, learning_rate=learning_rate, seconds=seconds,
+        examples_per_second=n * epochs / seconds, epoch_losses=epoch_losses,
+        first_batch_loss=epoch_losses[0] if epoch_losses else math.nan, first_batch_rows=np.zeros(0, dtype=np.int64),
+    )  # fmt: skip
+
+
+def _embed(tower: keras.Model, ids: np.ndarray) -> np.ndarray:
+    ids = np.asarray(ids, dtype=np.int64)
+    parts = [np.asarray(tower(ids[s : s + PREDICT_BATCH], training=False)) for s in range(0, len(ids), PREDICT_BATCH)]
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, tower.output.shape[-1]), np.float32)
+
+
+def embed_user_ids(model: keras.Model, user_ids: np.ndarray) -> np.ndarray:
+    return _embed(_towers(model)[0], user_ids)
+
+
+def embed_movie_ids(model: keras.Model, movie_ids: np.ndarray) -> np.ndarray:
+    return _embed(_towers(model)[1], movie_ids)
+
+
+def two_stage(
+    retrieval_users: np.ndarray,
+    retrieval_movies: np.ndarray,
+    rating_users: np.ndarray,
+    rating_movies: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    n: int,
+    config: RetrievalConfig,
+    block_users: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's top `n` unrated movies in two stages; returns (columns, deviations), (users, n).
+
+    Stage one: the `config.candidates` unrated movies with the highest retrieval score. Stage two:
+    those candidates ordered by retrieval score + rating_weight * (predicted rating - global
+    mean), the deviation being the rating towers' dot product. The deviations of the chosen
+    movies come back with them (the predicted rating is the global mean plus it); slots a user
+    cannot fill are -1 / nan. No score is clipped, so nothing ties at the top of the scale.
+    """
+    from recsys.models.ranking import top_n_unrated
+
+    candidates, scores = top_n_unrated(retrieval_users, retrieval_movies, indptr, indices, config.candidates)
+    users = len(retrieval_users)
+    columns = np.full((users, n), -1, dtype=np.int32)
+    deviations = np.full((users, n), np.nan, dtype=np.float32)
+    kept = min(n, config.candidates)
+    for start in range(0, users, block_users):
+        stop = min(start + block_users, users)
+        block = candidates[start:stop]
+        valid = block >= 0
+        deviation = np.einsum("ud,ukd->uk", rating_users[start:stop], rating_movies[np.where(valid, block, 0)])
+        blended = np.where(valid, scores[start:stop] + config.rating_weight * deviation, -np.inf)
+        order = np.argsort(-blended, axis=1, kind="stable")[:, :kept]
+        chosen = np.take_along_axis(block, order, axis=1)
+        chosen_ok = np.take_along_axis(valid, order, axis=1)
+        columns[start:stop, :kept] = np.where(chosen_ok, chosen, -1)
+        deviations[start:stop, :kept] = np.where(chosen_ok, np.take_along_axis(deviation, order, axis=1), np.nan)
+    return columns, deviations

@@ -1,0 +1,92 @@
+"""The retrieval stage: it learns which movies users choose, two stages order its candidates with
+the rating model, and its artifacts warm-start like the rating model's."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.models import ranking
+from recsys.models.artifacts import load_model, save_model, warm_start
+from recsys.models.retrieval import (
+    RetrievalConfig,
+    embed_movie_ids,
+    embed_user_ids,
+    fresh_retrieval_model,
+    train_retrieval,
+    two_stage,
+)
+from recsys.models.versions import RETRIEVAL_LAYERS
+
+CONFIG = RetrievalConfig(batch_size=32, epochs=30, id_buckets=1024, seed=3)
+
+
+def choices(rng: np.random.Generator) -> pl.DataFrame:
+    """Two tastes: users 0-29 pick among movies 100-119, users 30-59 among 200-219, each about
+    half of their 20 movies; with every user held out of 4 of their movies."""
+    rows = []
+    for user in range(60):
+        movies = np.arange(100, 120) if user < 30 else np.arange(200, 220)
+        for movie in rng.choice(movies, 10, replace=False):
+            rows.append((user, int(movie)))
+    return pl.DataFrame(rows, schema=["user_id", "movie_id"], orient="row")
+
+
+def test_the_retrieval_model_learns_which_movies_each_user_chooses():
+    pairs = choices(np.random.default_rng(0))
+    model = fresh_retrieval_model(CONFIG)
+    report = train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=CONFIG.epochs)
+    assert report.epoch_losses[-1] < report.epoch_losses[0] * 0.8
+    users, movies = np.arange(60), np.concatenate([np.arange(100, 120), np.arange(200, 220)])
+    indptr, indices = ranking.rated_positions(pairs, users, movies)
+    columns, _ = ranking.top_n_unrated(embed_user_ids(model, users), embed_movie_ids(model, movies), indptr, indices, 5)
+    own_taste = np.where(users[:, None] < 30, movies[columns] < 200, movies[columns] >= 200)
+    # Chance would be one half: the model must put each user's own kind of movie first.
+    assert own_taste.mean() > 0.8
+
+
+def test_two_stages_take_retrieval_candidates_and_order_them_with_the_rating_model():
+    # One user, five movies; movie 1 is rated. Retrieval scores 4, 3, 2, 1, 0 -> candidates
+    # (3 of them, rated excluded): movies 0, 2, 3. The rating model's deviations 0, -, 1, 3, 9:
+    # blended with weight 0.5: 4, 2.5, 2.5 (a tie kept in retrieval order), and movie 4 (9) is
+    # no candidate, so never recommended, whatever its predicted rating.
+    retrieval_users, retrieval_movies = np.array([[1.0]], np.float32), np.array([[4.0], [3.0], [2.0], [1.0], [0.0]], np.float32)
+    rating_users, rating_movies = np.array([[1.0]], np.float32), np.array([[0.0], [5.0], [1.0], [3.0], [9.0]], np.float32)
+    indptr, indices = np.array([0, 1]), np.array([1], np.int32)
+    config = RetrievalConfig(candidates=3, rating_weight=0.5)
+    columns, deviations = two_stage(retrieval_users, retrieval_movies, rating_users, rating_movies, indptr, indices, 3, config)
+    assert columns.tolist() == [[0, 2, 3]] and deviations.tolist() == [[0.0, 1.0, 3.0]]
+    # A stronger weight lets the rating model reorder the candidates: 4 + 0, 2 + 2, 1 + 6.
+    columns, _ = two_stage(retrieval_users, retrieval_movies, rating_users, rating_movies, indptr, indices, 2, RetrievalConfig(candidates=3, rating_weight=2.0))
+    assert columns.tolist() == [[3, 0]]
+    # Fewer candidates than asked for: the rest of the row is empty.
+    columns, deviations = two_stage(retrieval_users, retrieval_movies, rating_users, rating_movies, indptr, indices, 5, config)
+    assert columns.tolist() == [[0, 2, 3, -1, -1]] and np.isnan(deviations[0, 3:]).all()
+
+
+def test_a_saved_retrieval_model_warm_starts_where_it_stopped(tmp_path):
+    pairs = choices(np.random.default_rng(1))
+    model = fresh_retrieval_model(CONFIG)
+    train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=2)
+    path = tmp_path / "retrieval.keras"
+    checksum = save_model(model, path)
+    loaded = load_model(path, checksum, RETRIEVAL_LAYERS)
+    ids = np.array([0, 31, 10**12])  # an id far beyond the buckets hashes to a row like any other
+    np.testing.assert_allclose(embed_user_ids(loaded, ids), embed_user_ids(model, ids), rtol=1e-6)
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) > 0
+    warmed = warm_start(path, checksum, CONFIG, RETRIEVAL_LAYERS)
+    assert float(warmed.optimizer.learning_rate) == pytest.approx(CONFIG.warm_learning_rate)
+    # The rating model's loader refuses a retrieval artifact: it lacks the rating model's layers.
+    with pytest.raises(Exception, match="holds no compiled two-tower model"):
+        load_model(path, checksum)
+
+
+def test_the_same_seed_gives_the_same_retrieval_model():
+    pairs = choices(np.random.default_rng(2))
+    vectors = []
+    for _ in range(2):
+        model = fresh_retrieval_model(CONFIG)
+        train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=2)
+        vectors.append(embed_movie_ids(model, np.arange(100, 120)))
+    np.testing.assert_array_equal(vectors[0], vectors[1])
