@@ -151,7 +151,7 @@ def quality_table() -> str:
         f"{event['user_days']['all']} user-days: {event['user_days']['with_history']} returning, "
         f"{event['user_days']['no_history']} new).",
         "",
-        "| RMSE (rows with / without an earlier rating by the user) | event-time features | batch-time features | event time, rating model with ID embeddings |",
+        "| RMSE (rows with / without an earlier rating by the user, as each variant's features count them) | event-time features | batch-time features | event time, rating model with ID embeddings |",
         "|---|---|---|---|",
     ]
     for model, label in (

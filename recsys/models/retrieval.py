@@ -48,27 +48,41 @@ class RetrievalConfig:
     """Architecture and training settings of the retrieval model; recorded with every version.
 
     Tuned on MovieLens 100K's replay (5,000-row days): batch 256 and 20 epochs from fresh weights
-    gave NDCG@10 0.113 for returning users; 40 epochs 0.116, batch 128 or 512 0.108-0.109.
+    gave NDCG@10 0.113 for returning users; 40 epochs 0.116, batch 128 or 512 0.108-0.109, batch
+    1024 at 10x the learning rate 0.103.
+
+    Cost: Keras' Adam updates every row of both id tables at every step (its update is dense), so
+    a step's time grows with `id_buckets`: at batch 256 here, 74k pairs/s with 2^14 rows and 31k/s
+    with 2^16. Hence 2^14 rows (MovieLens 100K's 943 users and 1,682 movies fit with few
+    collisions; at MovieLens-32M's 200k users a row is shared by about 12, until updates are
+    sparse), and a full training sees at most `max_pairs_seen` pairs: all its epochs on a small
+    history, fewer passes over a large one.
     """
 
-    id_buckets: int = 1 << 16  # rows per hashed id table; ids beyond it share rows
+    id_buckets: int = 1 << 14  # rows per hashed id table; ids beyond it share rows
     embedding_dim: int = 32
     learning_rate: float = 3e-3
     warm_learning_rate: float = 1e-3
     batch_size: int = 256
     epochs: int = 20
+    max_pairs_seen: int = 2_000_000  # a full training's epochs shrink to see at most this many pairs
     warm_epochs: int = 2
     candidates: int = 50  # movies the retrieval stage hands to the rating model per user
     rating_weight: float = 0.9  # stars of predicted rating worth one unit of retrieval logit
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("id_buckets", "embedding_dim", "batch_size", "epochs", "warm_epochs", "candidates"):
+        for name in ("id_buckets", "embedding_dim", "batch_size", "epochs", "max_pairs_seen", "warm_epochs", "candidates"):
             if getattr(self, name) < 1:
                 raise RecsysError(f"The retrieval model's {name} must be at least 1, got {getattr(self, name)}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def full_epochs(self, pairs: int) -> int:
+        """Epochs of a full training on `pairs` pairs: `epochs`, fewer when that would see more
+        than `max_pairs_seen`, and always at least one."""
+        return max(1, min(self.epochs, self.max_pairs_seen // max(pairs, 1)))
 
 
 def fresh_retrieval_model(config: RetrievalConfig) -> keras.Model:

@@ -112,8 +112,9 @@ def train_full(
         config = modeling.retrieval_config()
         fresh = retrieval.fresh_retrieval_model(config)
         report = retrieval.train_retrieval(
-            fresh, examples.select("user_id", "movie_id"), config, learning_rate=config.learning_rate, epochs=config.epochs
-        )
+            fresh, examples.select("user_id", "movie_id"), config, learning_rate=config.learning_rate,
+            epochs=config.full_epochs(examples.height),
+        )  # fmt: skip
     else:
         config = modeling.model_config()
         fresh = network.fresh_model(config)

@@ -90,3 +90,8 @@ def test_the_same_seed_gives_the_same_retrieval_model():
         train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=2)
         vectors.append(embed_movie_ids(model, np.arange(100, 120)))
     np.testing.assert_array_equal(vectors[0], vectors[1])
+
+
+def test_a_full_training_sees_at_most_its_budget_of_pairs():
+    config = RetrievalConfig(epochs=20, max_pairs_seen=1_000_000)
+    assert config.full_epochs(50_000) == 20 and config.full_epochs(200_000) == 5 and config.full_epochs(5_000_000) == 1
