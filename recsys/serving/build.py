@@ -4,8 +4,8 @@ After a day's promotion decision, the rating champion's towers embed every user 
 of the catalog as they stand at the end of the day (predicted rating = global mean + user .
 movie); each known user's top-N unrated movies come in two stages, the retrieval champion's
 candidates ordered with those predictions (`recsys.models.retrieval.two_stage`); the popularity
-ranking answers users the model does not know. A serving set (one champion version as of one day) is recorded
-last, and it is what the API answers from.
+ranking answers users the model does not know. A serving set (the champions' versions as of one
+day) is recorded last, and it is what the API answers from.
 """
 
 from __future__ import annotations
