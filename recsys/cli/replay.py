@@ -39,7 +39,6 @@ from recsys.writer_lock import hold_store
 from recsys_assets.definitions import build_definitions
 from recsys_assets.runs import run_job
 
-MSE_KEYS = MSE_MODELS
 # Which layer each step's time counts toward in the report.
 LAYER_OF_STEP = {
     "raw_movies": "raw", "raw_ratings": "raw",
@@ -214,13 +213,13 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
                 "rows_clean": counts.get("rows_clean"),
                 "rows_rejected": counts.get("rows_rejected"),
                 "checks": state.checks.get(key, {"passed": 0, "failed": 0, "warned": 0}),
-                "mse": {name: mse[batch].get(name) for name in MSE_KEYS},
+                "mse": {name: mse[batch].get(name) for name in MSE_MODELS},
                 "champion_version": champion.get(batch),
             }
         )
     means = {
         name: (fmean(values) if (values := [d["mse"][name] for d in days if d["mse"][name] is not None]) else None)
-        for name in MSE_KEYS
+        for name in MSE_MODELS
     }
     rows = sum(d["rows_raw"] or 0 for d in days)
     return {

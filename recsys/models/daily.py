@@ -61,9 +61,7 @@ class DayReport:
     warm_version: str = ""
     warm_seconds: float = 0.0
     rescored: bool = False  # the day had been scored before; its first figures were kept
-    retrieval_champion_before: str = ""
     retrieval_champion_after: str = ""
-    retrieval_decisions: list[registry.Decision] = field(default_factory=list)
     retrieval_warm_version: str = ""
 
 
@@ -138,7 +136,12 @@ def retrieval_versions(features: Store, batch: int) -> dict[str, registry.ModelV
 
 
 def rank_day(
-    scores: DayScores, batch: int, features: Store, popularity: ranking.PopularityWindow, calendar: Calendar
+    scores: DayScores,
+    retrievers: dict[str, registry.ModelVersion],
+    batch: int,
+    features: Store,
+    popularity: ranking.PopularityWindow,
+    calendar: Calendar,
 ) -> pl.DataFrame:
     """Test-then-train ranking quality of every ranking on day `batch`.
 
@@ -148,9 +151,10 @@ def rank_day(
     - rated: the movies the user rated on the day, reordered by each ranking (does it put the
       ones they liked first?). This one does not depend on which movies a user happens to find.
     Rankings: the rating champion alone (by predicted rating), the retrieval champion and its
-    candidates alone, the two-stage list (retrieval candidates ordered with the rating model),
-    and popularity, the fallback's ranking (by recent count), computed from the days before,
-    minus each user's rated movies; the same window ranked by mean rating is reported beside it.
+    candidates alone (`retrievers`, from `retrieval_versions`), the two-stage list (retrieval
+    candidates ordered with the rating model), and popularity, the fallback's ranking (by recent
+    count), computed from the days before, minus each user's rated movies; the same window
+    ranked by mean rating is reported beside it.
     "served" is what a user gets from the service: the two-stage list for a user with ratings
     before the day, the fallback for a new one.
     """
@@ -170,7 +174,6 @@ def rank_day(
     columns, top = ranking.top_n_unrated(user_vectors, movie_vectors, indptr, indices, ranking.K)
     champion_list = ranking.as_list(user_ids, movie_ids, columns, top).select("user_id", "rank", "movie_id")
 
-    retrievers = retrieval_versions(features, batch)
     retrieval_lists, two_stage_list = {}, None
     for kind, version in retrievers.items():
         model = load_version(version)
@@ -245,7 +248,8 @@ def run_day(
     warm-start both stages on the day."""
     scores = score_day(batch, lake, features, calendar)
     table, models = scores.table, scores.models
-    ranks = rank_day(scores, batch, features, popularity, calendar)
+    retrievers = retrieval_versions(features, batch)
+    ranks = rank_day(scores, retrievers, batch, features, popularity, calendar)
     partition_key = calendar.partition_of(batch)
     # A day's test-then-train figures are immutable: when the day is run again, its champion may
     # be one that has learned from the day (promoted on it), so the first scoring stands.
@@ -266,7 +270,6 @@ def run_day(
     champion_after = promoted_now or champion
 
     # The retrieval gate: NDCG@10 of the returning users, the ones the retrieval stage serves.
-    retrievers = retrieval_versions(features, batch)
     retrieval_pending = [m for k, m in retrievers.items() if k != "champion" and m.status == registry.CANDIDATE]
     catalog = ranks.filter(pl.col("protocol") == "catalog")
     segment = "with_history" if catalog.filter(pl.col("segment") == "with_history").height else "all"
@@ -317,9 +320,7 @@ def run_day(
         rescored=recorded is not None,
         warm_version=warm.version,
         warm_seconds=report.seconds + retrieval_report.seconds,
-        retrieval_champion_before=retrievers["champion"].version,
         retrieval_champion_after=(retrieval_promoted or retrievers["champion"]).version,
-        retrieval_decisions=retrieval_decisions,
         retrieval_warm_version=retrieval_warm.version,
     )
 

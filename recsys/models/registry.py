@@ -19,8 +19,6 @@ from recsys.stores import Store
 
 CANDIDATE, CHAMPION, REJECTED, RETIRED = "candidate", "champion", "rejected", "retired"
 RATING, RETRIEVAL = "rating", "retrieval"
-# The metric each stage's gate compares on the unseen day, and whether higher is better.
-GATE_METRIC = {RATING: ("mse", False), RETRIEVAL: ("ndcg_at_10", True)}
 
 
 @dataclass(frozen=True)

@@ -134,14 +134,17 @@ def load_version(version: registry.ModelVersion):
     return artifacts.load_model(version.artifact, version.checksum, layers)
 
 
-def retrieval_config_of(version: registry.ModelVersion) -> retrieval.RetrievalConfig:
-    known = {f.name for f in dataclasses.fields(retrieval.RetrievalConfig)}
-    return retrieval.RetrievalConfig(**{k: v for k, v in version.hyperparameters.items() if k in known})
+def _settings_of(version: registry.ModelVersion, cls):
+    """The `cls` settings recorded in a version's hyper-parameters (JSON lists back to tuples)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in version.hyperparameters.items() if k in known})
 
 
 def config_of(version: registry.ModelVersion) -> ModelConfig:
-    """The settings a version was trained with: its inputs must be prepared the same way."""
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in version.hyperparameters.items() if k in known}
-    )
+    """The settings a rating version was trained with: its inputs must be prepared the same way."""
+    return _settings_of(version, ModelConfig)
+
+
+def retrieval_config_of(version: registry.ModelVersion) -> retrieval.RetrievalConfig:
+    """The settings a retrieval version was trained with (its candidates and rating weight included)."""
+    return _settings_of(version, retrieval.RetrievalConfig)
