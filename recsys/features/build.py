@@ -37,6 +37,7 @@ from recsys.features.state import (
     stage_ids,
     write_state,
 )
+from recsys.lake.cleaning import CLEAN_RATINGS_SCHEMA
 from recsys.quality.gx import validate_all
 from recsys.quality.results import SuiteResult
 from recsys.stores import Store
@@ -157,7 +158,7 @@ def carried_ratings(lake: Store, first: int, since: int | None) -> pl.DataFrame:
         if earlier["n"][0] > 0:
             break
         batch -= 1
-    return pl.concat(parts) if parts else pl.DataFrame(schema={"user_id": pl.Int64, "movie_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64})
+    return pl.concat(parts) if parts else pl.DataFrame(schema={c: CLEAN_RATINGS_SCHEMA[c] for c in RATING_COLUMNS})
 
 
 def build_days(batches: list[int], lake: Store, features: Store, calendar: Calendar) -> RangeOutcome:

@@ -10,6 +10,7 @@ import polars as pl
 from dagster import AssetKey, DagsterInstance, MaterializeResult, asset, materialize
 
 from recsys.lake import suites as lake_suites
+from recsys.lake.cleaning import CLEAN_RATINGS_SCHEMA
 from recsys.quality.gx import validate_all
 from recsys.settings import Settings
 from recsys_assets.checks import check_results, check_specs
@@ -45,9 +46,8 @@ def test_a_failed_error_check_stops_the_assets_downstream():
     """A real GX failure, through our check glue, keeps Dagster from running the next asset."""
     bad_batch = pl.DataFrame(
         {"batch": [0], "seq": [1], "user_id": [1], "movie_id": [1], "rating": [7.0], "timestamp": [900000000]},
-        schema={"batch": pl.Int32, "seq": pl.Int64, "user_id": pl.Int64, "movie_id": pl.Int64,
-                "rating": pl.Float64, "timestamp": pl.Int64},
-    )  # fmt: skip
+        schema=CLEAN_RATINGS_SCHEMA,
+    )
     suites = [s for s in lake_suites.lake_ratings_suites(batch_size=10, max_timestamp=2_000_000_000) if s.frame == "ratings"]
 
     @asset(check_specs=check_specs("upstream", suites))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from recsys.lake.cleaning import CLEAN_RATINGS_SCHEMA
 from recsys.models.ranking import PopularityWindow
 from recsys.serving import store as serving_store
 from recsys.serving.build import ServingSettings, build_popularity
@@ -22,7 +23,7 @@ def ratings(rows: list[tuple[int, int, float]]) -> pl.DataFrame:
             "rating": [r[2] for r in rows],
             "timestamp": [1_000_000_000 + i for i in range(len(rows))],
         },
-        schema={"batch": pl.Int32, "seq": pl.Int64, "user_id": pl.Int64, "movie_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64},
+        schema=CLEAN_RATINGS_SCHEMA,
     )
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from recsys.lake.cleaning import CLEAN_RATINGS_SCHEMA
 from recsys.lake.suites import (
     batch_summary,
     lake_movies_suites,
@@ -46,15 +47,7 @@ def ratings_batch(rows: int = 6, **columns: list) -> pl.DataFrame:
         "timestamp": [1_000_000_000 + i for i in range(rows)],
     }
     data.update(columns)
-    schema = {
-        "batch": pl.Int32,
-        "seq": pl.Int64,
-        "user_id": pl.Int64,
-        "movie_id": pl.Int64,
-        "rating": pl.Float64,
-        "timestamp": pl.Int64,
-    }
-    return pl.DataFrame(data, schema=schema)
+    return pl.DataFrame(data, schema=CLEAN_RATINGS_SCHEMA)
 
 
 def movies_table(**columns: list) -> pl.DataFrame:
