@@ -136,7 +136,8 @@ def towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return _TOWERS[model]
 
 
-def _embed(tower: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+def embed_in_slices(tower: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """A tower's vectors for the rows of its named `inputs`, PREDICT_BATCH rows per call."""
     n = len(next(iter(inputs.values())))
     parts = [
         np.asarray(tower({k: v[s : s + PREDICT_BATCH] for k, v in inputs.items()}, training=False))
@@ -151,7 +152,7 @@ def embed_users(model: keras.Model, users: pl.DataFrame, config: ModelConfig) ->
     inputs = {USER_INPUT: user_inputs(users, config)}
     if config.id_dim:
         inputs[USER_ID_INPUT] = id_inputs(users, "user_id")
-    return _embed(towers(model)[0], inputs)
+    return embed_in_slices(towers(model)[0], inputs)
 
 
 def embed_movies(model: keras.Model, movies: pl.DataFrame, config: ModelConfig) -> np.ndarray:
@@ -163,6 +164,6 @@ def embed_movies(model: keras.Model, movies: pl.DataFrame, config: ModelConfig) 
     inputs = {MOVIE_INPUT: movie_inputs(movies, config)}
     if config.id_dim:
         inputs[MOVIE_ID_INPUT] = id_inputs(movies, "movie_id")
-    return _embed(towers(model)[1], inputs)
+    return embed_in_slices(towers(model)[1], inputs)
 
 

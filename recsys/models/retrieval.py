@@ -13,8 +13,9 @@ softmax, popularity included.
 
 The towers are hashed ID embeddings (user and movie ids through Keras' Hashing layer into
 `id_buckets` rows): new ids need no vocabulary change and a warm start keeps every learned row.
-On MovieLens 100K, adding the genre-preference features to these towers lowered NDCG@10 for
-returning users (0.06 against 0.11 with ids alone in the same protocol), so the towers are ids only.
+In an offline run of MovieLens 100K's replay, adding the genre-preference features to these
+towers lowered returning users' NDCG@10 (figures in issue 11's note; no benchmark file holds
+them), so the towers are ids only.
 
 The two-stage list (`two_stage`): the retrieval tower's top `candidates` unrated movies,
 ordered by retrieval score plus `rating_weight` times the rating model's predicted deviation
@@ -33,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from recsys.errors import RecsysError
-from recsys.models.network import PREDICT_BATCH, keras_module, tensorflow
+from recsys.models.network import embed_in_slices, keras_module, tensorflow
 from recsys.models.training import TrainReport
 
 if TYPE_CHECKING:
@@ -47,16 +48,16 @@ USER_VECTOR, MOVIE_VECTOR = "retrieval_user", "retrieval_movie"
 class RetrievalConfig:
     """Architecture and training settings of the retrieval model; recorded with every version.
 
-    Tuned on MovieLens 100K's replay (5,000-row days): batch 256 and 20 epochs from fresh weights
-    gave NDCG@10 0.113 for returning users; 40 epochs 0.116, batch 128 or 512 0.108-0.109, batch
-    1024 at 10x the learning rate 0.103.
+    Tuned offline on MovieLens 100K's replay (5,000-row days; figures in issue 11's note, not in a
+    benchmark file): batch 256 and 20 epochs from fresh weights did best among batches of 128 to
+    1024; more epochs gained little.
 
     Cost: Keras' Adam updates every row of both id tables at every step (its update is dense), so
-    a step's time grows with `id_buckets`: at batch 256 here, 74k pairs/s with 2^14 rows and 31k/s
-    with 2^16. Hence 2^14 rows (MovieLens 100K's 943 users and 1,682 movies fit with few
-    collisions; at MovieLens-32M's 200k users a row is shared by about 12, until updates are
-    sparse), and a full training sees at most `max_pairs_seen` pairs: all its epochs on a small
-    history, fewer passes over a large one.
+    a step's time grows with `id_buckets` (measured offline, in the same note: 2^14 rows train
+    about twice as fast as 2^16). Hence 2^14 rows (MovieLens 100K's 943 users and 1,682 movies
+    fit with few collisions; at MovieLens-32M's 200k users a row is shared by about 12, until
+    updates are sparse), and a full training sees at most `max_pairs_seen` pairs: all its epochs
+    on a small history, fewer passes over a large one.
     """
 
     id_buckets: int = 1 << 14  # rows per hashed id table; ids beyond it share rows
@@ -117,8 +118,8 @@ _STEPS: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDict
 def _towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     if model not in _TOWERS:
         keras = keras_module()
-        user = keras.Model(model.get_layer(USER_ID).output, model.get_layer(USER_VECTOR).output)
-        movie = keras.Model(model.get_layer(MOVIE_ID).output, model.get_layer(MOVIE_VECTOR).output)
+        user = keras.Model({USER_ID: model.get_layer(USER_ID).output}, model.get_layer(USER_VECTOR).output)
+        movie = keras.Model({MOVIE_ID: model.get_layer(MOVIE_ID).output}, model.get_layer(MOVIE_VECTOR).output)
         _TOWERS[model] = (user, movie)
     return _TOWERS[model]
 
@@ -175,18 +176,12 @@ def train_retrieval(model: keras.Model, pairs: pl.DataFrame, config: RetrievalCo
     )  # fmt: skip
 
 
-def _embed(tower: keras.Model, ids: np.ndarray) -> np.ndarray:
-    ids = np.asarray(ids, dtype=np.int64)
-    parts = [np.asarray(tower(ids[s : s + PREDICT_BATCH], training=False)) for s in range(0, len(ids), PREDICT_BATCH)]
-    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, tower.output.shape[-1]), np.float32)
-
-
 def embed_user_ids(model: keras.Model, user_ids: np.ndarray) -> np.ndarray:
-    return _embed(_towers(model)[0], user_ids)
+    return embed_in_slices(_towers(model)[0], {USER_ID: np.asarray(user_ids, dtype=np.int64)})
 
 
 def embed_movie_ids(model: keras.Model, movie_ids: np.ndarray) -> np.ndarray:
-    return _embed(_towers(model)[1], movie_ids)
+    return embed_in_slices(_towers(model)[1], {MOVIE_ID: np.asarray(movie_ids, dtype=np.int64)})
 
 
 def two_stage(
