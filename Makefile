@@ -4,7 +4,7 @@
 # would otherwise recompile TensorFlow on import (7 s instead of 3 s).
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: setup demo test bench
+.PHONY: setup demo ui test bench
 
 setup:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
@@ -12,6 +12,10 @@ setup:
 
 demo: setup
 	$(UV) run --frozen recsys demo
+
+# The Dagster UI on what `make demo` ran (the root dagster.yaml's instance), at http://127.0.0.1:3000.
+ui: setup
+	$(UV) run --frozen dagster dev -h 127.0.0.1 -p 3000
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: setup

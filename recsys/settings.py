@@ -23,12 +23,13 @@ from recsys.errors import RecsysError
 from recsys.stores import is_postgres_url
 
 STORE_NAMES = ("raw", "lake", "features")
-DEFAULT_STORE_DIR = ".recsys/stores"
-DEFAULT_DATA_DIR = "data/synthetic"
+DEFAULT_STORE_DIR = ".recsys/stores"  # and its stores
+DEFAULT_DATA_DIR = ".recsys/data"  # where `recsys demo` writes its archive
 DEFAULT_START_DATE = "2025-01-01"
 DEFAULT_BATCH_SIZE = 50_000
 DEFAULT_BOOTSTRAP_ROWS = 5_000_000
 DEFAULT_SEED = 0
+DEFAULT_SCHEDULE_CRON = "0 2 * * *"
 # Environment variables that name one store's URL, by store.
 URL_VARIABLES = {"raw": "RECSYS_RAW_URL", "lake": "RECSYS_LAKE_URL", "features": "RECSYS_FEATURES_URL"}
 
@@ -73,6 +74,11 @@ class Settings:
     # MovieLens 100K (benchmarks/results/movielens_100k.json).
     rating_id_dim: int = 0
     embedding_backend: str = "auto"
+    # When the schedule runs the next archive day: nightly by default; "* * * * *" for a demo.
+    schedule_cron: str = DEFAULT_SCHEDULE_CRON
+    # Daily batches of the archive being replayed (the calendar's length); None: open-ended.
+    # Not read from the environment: `recsys.raw.load.archive_days` finds it in the archive.
+    archive_days: int | None = None
     # Stores whose URL came from its own environment variable (store -> variable): Dagster then
     # gets the variable's name rather than the URL, so a password never shows in its UI.
     url_variables: Mapping[str, str] = field(default_factory=dict)
@@ -81,7 +87,7 @@ class Settings:
 
     @property
     def calendar(self) -> Calendar:
-        return Calendar(self.start_date)
+        return Calendar(self.start_date, self.archive_days)
 
     @property
     def urls(self) -> dict[str, str]:
@@ -113,6 +119,7 @@ class Settings:
             seed=int(env.get("RECSYS_SEED") or DEFAULT_SEED),
             rating_id_dim=int(env.get("RECSYS_RATING_ID_DIM") or 0),
             embedding_backend=env.get("RECSYS_EMBEDDING_BACKEND") or "auto",
+            schedule_cron=env.get("RECSYS_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON,
             url_variables=overridden,
             base_variable="RECSYS_STORE" if env.get("RECSYS_STORE") else None,
         )

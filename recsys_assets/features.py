@@ -122,8 +122,8 @@ def definitions(calendar: Calendar) -> Definitions:
             ),
         ],
         check_specs=[
-            *check_specs("user_genre_profiles", suites.PROFILES_SUITES),
-            *check_specs("training_examples", suites.EXAMPLES_SUITES),
+            *check_specs("user_genre_profiles", suites.PROFILES_SUITES, daily),
+            *check_specs("training_examples", suites.EXAMPLES_SUITES, daily),
         ],
         partitions_def=daily,
         backfill_policy=BackfillPolicy.single_run(),
@@ -144,14 +144,17 @@ def definitions(calendar: Calendar) -> Definitions:
         per_day = pl.DataFrame(
             [item for o in outcomes for item in o.examples_per_day.items()], schema=["partition", "examples"], orient="row"
         )
-        spans = [calendar.span(p) for p in passes]
+        # A pass validates its days in one frame: each of its days gets the pass's results.
+        def by_day(results_of) -> dict:
+            return {calendar.partition_of(d): results_of(o) for o, days in zip(outcomes, passes) for d in days}
+
         yield MaterializeResult(
             asset_key="user_genre_profiles",
             metadata={
                 "users_updated": sum(o.users_updated for o in outcomes),
                 "movies_updated": sum(o.movies_updated for o in outcomes),
             },
-            check_results=check_results("user_genre_profiles", {s: o.profile_checks for s, o in zip(spans, outcomes)}),
+            check_results=check_results("user_genre_profiles", by_day(lambda o: o.profile_checks), context),
         )
         yield MaterializeResult(
             asset_key="training_examples",
@@ -160,7 +163,7 @@ def definitions(calendar: Calendar) -> Definitions:
                 "days": MetadataValue.md(markdown_table(per_day, limit=len(batches))),
                 "seconds": float(round(sum(o.seconds for o in outcomes), 3)),
             },
-            check_results=check_results("training_examples", {s: o.example_checks for s, o in zip(spans, outcomes)}),
+            check_results=check_results("training_examples", by_day(lambda o: o.example_checks), context),
         )
 
     return Definitions(assets=[movie_features, bootstrap_features, daily_features])

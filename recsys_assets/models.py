@@ -24,10 +24,10 @@ from dagster import (
 from recsys.calendar import BOOTSTRAP_BATCH, Calendar
 from recsys.errors import RecsysError
 from recsys.models import registry
-from recsys.models.daily import run_day
-from recsys.models.monitoring import monitoring_checks
+from recsys.models.daily import DayReport, run_day
+from recsys.models.monitoring import monitoring_checks, mse_history
 from recsys.models.versions import train_full
-from recsys.reporting import markdown_table
+from recsys.reporting import markdown_image, markdown_table, mse_chart_png
 from recsys_assets.checks import monitoring_results, monitoring_specs
 from recsys_assets.failures import user_errors
 from recsys_assets.partitions import daily_partitions, weekly_partitions
@@ -50,7 +50,40 @@ def version_metadata(version: registry.ModelVersion, retrieval: registry.ModelVe
         "checksum": version.checksum,
         "train_seconds": float(round(version.metrics["seconds"], 3)),
         "examples_per_second": float(round(version.metrics["examples_per_second"])),
-        "final_train_loss": float(version.metrics["epoch_losses"][-1]),
+        "final_train_loss": float(round(version.metrics["epoch_losses"][-1], 4)),
+    }
+
+
+def day_metrics(report: DayReport) -> dict:
+    """One day's figures, rounded as a person reads them: MSE per model (and per user segment),
+    NDCG@10 and recall@10 per ranking, and what the promotion gates decided."""
+    floats = {f"mse_{name}": round(float(value), 4) for name, value in report.mse.items() if value is not None}
+    for segment in ("with_history", "no_history"):
+        for row in report.segments.filter(pl.col("segment") == segment).iter_rows(named=True):
+            floats[f"mse_{row['model']}_{segment}"] = round(float(row["mse"]), 4)
+    # ndcg_at_10_champion is the catalog protocol; the rated protocol is prefixed.
+    for row in report.ranking.filter(pl.col("segment") == "all").iter_rows(named=True):
+        prefix = "" if row["protocol"] == "catalog" else f"{row['protocol']}_"
+        floats[f"{prefix}ndcg_at_10_{row['model']}"] = round(float(row["ndcg_at_10"]), 4)
+        floats[f"{prefix}recall_at_10_{row['model']}"] = round(float(row["recall_at_10"]), 4)
+    return {
+        **floats,
+        "champion_version": report.champion_after,
+        "promoted": report.champion_after != report.champion_before,
+        "retrieval_champion_version": report.retrieval_champion_after,
+        # Re-running a day keeps its first test-then-train figures (see recsys.models.daily).
+        "rescored": report.rescored,
+    }
+
+
+def registry_tables(features) -> dict:
+    """The model registry as the model assets show it: every version's lineage, every decision."""
+    versions, promotions = registry.version_table(features), registry.promotion_table(features)
+    champions = versions.filter(pl.col("status") == registry.CHAMPION).select("stage", "version", "kind", "trained_on")
+    return {
+        "champions": MetadataValue.md(markdown_table(champions, limit=champions.height)),
+        "versions": MetadataValue.md(markdown_table(versions, limit=versions.height)),
+        "promotion_decisions": MetadataValue.md(markdown_table(promotions, limit=promotions.height)),
     }
 
 
@@ -73,7 +106,8 @@ def definitions(calendar: Calendar) -> Definitions:
             retrieval = train_full(features, settings, calendar, BOOTSTRAP_BATCH, registry.CANDIDATE, registry.RETRIEVAL)
             registry.make_champion(features, version.version)
             registry.make_champion(features, retrieval.version, registry.RETRIEVAL)
-        return MaterializeResult(metadata=version_metadata(version, retrieval))
+            tables = registry_tables(features)
+        return MaterializeResult(metadata={**version_metadata(version, retrieval), **tables})
 
     @multi_asset(
         specs=[
@@ -105,7 +139,7 @@ def definitions(calendar: Calendar) -> Definitions:
                 "promoted) fine-tuned on the day's examples at a low learning rate, optimizer state carried over.",
             ),
         ],
-        check_specs=monitoring_specs("model_metrics"),
+        check_specs=monitoring_specs("model_metrics", daily),
         partitions_def=daily,
         backfill_policy=BackfillPolicy.single_run(),
     )
@@ -125,45 +159,32 @@ def definitions(calendar: Calendar) -> Definitions:
                     f"{key}: MSE champion {report.mse['champion']:.4f}, bias {report.mse['bias']:.4f}, "
                     f"global mean {report.mse['global_mean']:.4f}; champion {report.champion_after}; warm {report.warm_version}"
                 )
+                # Each day's figures go on its own partition, so the Plots tab draws a point per day
+                # even when a backfill ran several days in one run.
+                context.add_asset_metadata(day_metrics(report), asset_key="model_metrics", partition_key=key)
+                context.add_asset_metadata(
+                    {"version": report.warm_version, "retrieval_version": report.retrieval_warm_version,
+                     "train_seconds": float(round(report.warm_seconds, 2))},
+                    asset_key="warm_model", partition_key=key,
+                )  # fmt: skip
                 reports.append(report)
             checks = monitoring_checks(reports[-1], features, settings)
-        last = reports[-1]
-        floats = {f"mse_{name}": float(value) for name, value in last.mse.items() if value is not None}
-        for segment in ("with_history", "no_history"):
-            for row in last.segments.filter(pl.col("segment") == segment).iter_rows(named=True):
-                floats[f"mse_{row['model']}_{segment}"] = float(row["mse"])
-        # Plotted per partition in the UI like MSE: ndcg_at_10_champion is the catalog protocol.
-        for row in last.ranking.filter(pl.col("segment") == "all").iter_rows(named=True):
-            prefix = "" if row["protocol"] == "catalog" else f"{row['protocol']}_"
-            floats[f"{prefix}ndcg_at_10_{row['model']}"] = float(row["ndcg_at_10"])
-            floats[f"{prefix}recall_at_10_{row['model']}"] = float(row["recall_at_10"])
+            chart = mse_chart_png(mse_history(features))
+            registry_metadata = registry_tables(features)
         days = pl.DataFrame(
             [(r.partition_key, r.mse["champion"], r.mse["bias"], r.mse["global_mean"], r.champion_after) for r in reports],
             schema=["partition", "champion", "bias", "global_mean", "champion_version"],
             orient="row",
-        )
+        ).with_columns(pl.col("champion", "bias", "global_mean").round(4))
         yield MaterializeResult(
             asset_key="model_metrics",
             metadata={
-                **floats,
-                "champion_version": last.champion_after,
-                "promoted": last.champion_after != last.champion_before,
-                "retrieval_champion_version": last.retrieval_champion_after,
-                # Re-running a day keeps its first test-then-train figures (see recsys.models.daily).
-                "rescored": any(r.rescored for r in reports),
+                "mse_chart": MetadataValue.md(markdown_image(chart, "MSE per day: champion against the baselines")),
                 "days": MetadataValue.md(markdown_table(days, limit=len(reports))),
             },
-            check_results=monitoring_results("model_metrics", checks),
+            check_results=monitoring_results("model_metrics", reports[-1].partition_key, checks),
         )
-        yield MaterializeResult(
-            asset_key="warm_model",
-            metadata={
-                "version": last.warm_version,
-                "retrieval_version": last.retrieval_warm_version,
-                "retrieval_champion": last.retrieval_champion_after,
-                "train_seconds": float(round(last.warm_seconds, 3)),
-            },
-        )
+        yield MaterializeResult(asset_key="warm_model", metadata=registry_metadata)
 
     @asset(
         group_name="models",
@@ -186,6 +207,7 @@ def definitions(calendar: Calendar) -> Definitions:
                 )
             version = train_full(features, modeling.settings(), calendar, last_day, registry.CANDIDATE)
             retrieval = train_full(features, modeling.settings(), calendar, last_day, registry.CANDIDATE, registry.RETRIEVAL)
-        return MaterializeResult(metadata=version_metadata(version, retrieval))
+            tables = registry_tables(features)
+        return MaterializeResult(metadata={**version_metadata(version, retrieval), **tables})
 
     return Definitions(assets=[initial_model, daily_models, full_model])

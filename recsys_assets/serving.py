@@ -129,6 +129,7 @@ def definitions(calendar: Calendar) -> Definitions:
                 "no_rated_movie_recommended",
                 asset="batch_recommendations",
                 description="No stored recommendation is a movie its user had already rated.",
+                partitions_def=daily,
             )
         ],
     )
@@ -159,7 +160,8 @@ def definitions(calendar: Calendar) -> Definitions:
                     check_name="no_rated_movie_recommended",
                     passed=already_rated == 0,
                     severity=AssetCheckSeverity.ERROR,
-                    metadata={"rated_movies_recommended": already_rated},
+                    metadata={"partition": calendar.partition_of(as_of), "rated_movies_recommended": already_rated},
+                    description=f"{calendar.partition_of(as_of)}: {already_rated} recommended movies were already rated by their user.",
                 )
             ],
         )

@@ -23,6 +23,7 @@ from recsys.writer_lock import hold_store
 
 # The demo's stores go under its --home unless --store says otherwise.
 DEMO_STORE = "HOME/stores"
+UI_URL = "http://127.0.0.1:3000"
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -70,7 +71,8 @@ def dagster_home(settings: Settings) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        # As the repository root's dagster.yaml: runs go one at a time (DuckDB has one writer).
+        config.write_text("run_queue:\n  max_concurrent_runs: 1\ntelemetry:\n  enabled: false\n")
     return home
 
 
@@ -106,9 +108,9 @@ def _replay(args: argparse.Namespace) -> None:
     from recsys.cli.replay import print_mse_table, write_report
 
     report = _run_replay(args)
-    write_report(report, Path(args.report))
+    chart = write_report(report, Path(args.report))
     print_mse_table(report)
-    print(f"Report: {args.report}")
+    print(f"Report: {args.report} (MSE per day drawn in {chart})")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -128,12 +130,29 @@ def _demo(args: argparse.Namespace) -> None:
         "\nEach day's MSE is measured before anything trains on it. The noise floor of this synthetic "
         f"archive, the best any model can do, is {truth['noise_floor_mse']:.4f}; an oracle user+item-bias "
         f"model reaches {truth['oracle_bias_mse']:.4f} (truth.json).\n"
-        "Open the Dagster UI on this result (lineage, checks, MSE plotted per partition):\n"
-        f"  DAGSTER_HOME={dagster_home(settings)} RECSYS_STORE={redact(args.store)} "
-        f"RECSYS_DATA_DIR={data} RECSYS_BATCH_SIZE={args.batch_size} RECSYS_BOOTSTRAP_ROWS={args.bootstrap_rows} "
-        f"RECSYS_START_DATE={args.start_date} uv run dagster dev -m recsys_assets.definitions\n"
+        f"{ui_command(settings, args)}\n"
         "Serve its recommendations over HTTP (OpenAPI schema at http://127.0.0.1:8000/docs):\n"
         f"  uv run recsys serve --store {redact(args.store)}"
+    )
+
+
+def ui_command(settings: Settings, args: argparse.Namespace) -> str:
+    """How to open the Dagster UI on what the demo ran: `make ui` where the defaults point (the
+    repository root's dagster.yaml and settings), else `dagster dev` with the demo's environment."""
+    defaults = Settings.from_env({})
+    here = Path.cwd()
+    if (
+        (here / "dagster.yaml").is_file()
+        and Path(settings.raw_url) == (here / defaults.raw_url).resolve()
+        and Path(settings.data_dir) == (here / defaults.data_dir).resolve()
+        and settings.start_date == defaults.start_date
+        and "DAGSTER_HOME" not in os.environ
+    ):
+        return f"Open the Dagster UI on this result (lineage, checks, metrics per day) at {UI_URL}:\n  make ui"
+    return (
+        f"Open the Dagster UI on this result (lineage, checks, metrics per day) at {UI_URL}:\n"
+        f"  DAGSTER_HOME={dagster_home(settings)} RECSYS_STORE={redact(args.store)} RECSYS_DATA_DIR={settings.data_dir} "
+        f"RECSYS_START_DATE={args.start_date} uv run dagster dev -m recsys_assets.definitions -p 3000"
     )
 
 
@@ -205,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = command("replay", help="replay an archive as daily partitions through Dagster")
     replay.add_argument("--data", required=True, help="directory of a MovieLens or Netflix Prize dataset")
-    replay.add_argument("--days", type=int, required=True, help="daily partitions to replay")
+    replay.add_argument("--days", type=int, default=None, help="daily partitions to replay (default: all the archive holds)")
     replay.add_argument("--report", required=True, help="where to write the JSON report")
     _replay_options(replay, batch_size=50_000, bootstrap_rows=None, store=".recsys/replay/stores")
     replay.set_defaults(handler=_replay)
@@ -222,9 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     demo = command("demo", help="the main job on the embedded default (DuckDB, no server)")
-    demo.add_argument("--home", default=".recsys/demo", help="where data, stores (unless --store), models and the Dagster home go")
-    demo.add_argument("--ratings", type=int, default=600_000, help="size of the synthetic archive")
-    demo.add_argument("--days", type=int, default=21, help="daily partitions to replay")
+    demo.add_argument(
+        "--home", default=".recsys",
+        help="where data, stores (unless --store), models and the Dagster home go; the default is where "
+        "`dagster dev` in the repository root looks",
+    )  # fmt: skip
+    # 150k bootstrap + 21 days of 20k: three complete weeks, each with its retrain.
+    demo.add_argument("--ratings", type=int, default=570_000, help="size of the synthetic archive")
+    demo.add_argument("--days", type=int, default=None, help="daily partitions to replay (default: all the archive holds)")
     _replay_options(demo, batch_size=20_000, bootstrap_rows=150_000, store=DEMO_STORE)
     demo.set_defaults(handler=_demo)
     return parser

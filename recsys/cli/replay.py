@@ -16,7 +16,7 @@ import json
 import shutil
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import fmean
 from typing import Callable
@@ -31,9 +31,10 @@ from dagster import (
 
 from recsys.errors import RecsysError
 from recsys.models.daily import MSE_MODELS
-from recsys.raw.archive import batch_count, default_bootstrap_rows
+from recsys.models.monitoring import CHART_MODELS, mse_history
+from recsys.raw.load import archive_file_days
+from recsys.reporting import mse_chart_png
 from recsys.settings import Settings
-from recsys.sources import readers
 from recsys.stores import ensure_postgres_database, is_postgres_url, open_store, redact
 from recsys.writer_lock import hold_store
 from recsys_assets.definitions import build_definitions
@@ -52,7 +53,7 @@ LAYER_OF_STEP = {
 @dataclass
 class ReplayConfig:
     data: str
-    days: int
+    days: int | None  # None: every day of the archive
     batch_size: int
     bootstrap_rows: int | None
     start_date: str
@@ -102,13 +103,6 @@ class ReplayRuns:
             self.checks[partition] = counts
 
 
-def _archive_batches(config: ReplayConfig) -> int:
-    """How many daily batches the archive holds, read before anything is loaded."""
-    rows = readers.scan_raw_ratings(Path(config.data)).select("line_no").collect().height
-    bootstrap = default_bootstrap_rows(rows, config.bootstrap_rows, config.batch_size)
-    return batch_count(rows, bootstrap, config.batch_size)
-
-
 def _start_empty(settings: Settings, instance: DagsterInstance) -> None:
     """Empty stores, model artifacts and Dagster instance, for a replay that does not resume."""
     for url in (settings.raw_url, settings.lake_url, settings.features_url):
@@ -132,7 +126,10 @@ def replay(
     for url in settings.urls.values():
         if is_postgres_url(url):
             ensure_postgres_database(url)
-    available = _archive_batches(config)
+    available = archive_file_days(Path(config.data), config.batch_size, config.bootstrap_rows)
+    # The calendar is the archive's: the UI lists every day it holds, replayed or not.
+    settings = replace(settings, archive_days=available)
+    config = replace(config, days=available if config.days is None else config.days)
     if config.days > available:
         raise RecsysError(
             f"The archive in {config.data} holds {available} daily batches of {config.batch_size:,} rows after "
@@ -179,6 +176,7 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
     with open_store(state.settings.lake_url) as lake, open_store(state.settings.features_url) as features:
         batches = lake.query("SELECT batch, rows_raw, rows_clean, rows_rejected FROM lake_batches WHERE batch >= 0")
         metrics = features.query("SELECT batch, model, version, mse FROM model_metrics WHERE segment = 'all'")
+        promoted = set(mse_history(features).filter(pl.col("promoted"))["batch"].to_list())
         # RMSE over every scored rating of the replay's days, per model and segment.
         pooled = features.query(
             "SELECT model, segment, sqrt(sum(rows * mse) / sum(rows)) AS rmse, sum(rows) AS rows FROM model_metrics "
@@ -215,6 +213,8 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
                 "checks": state.checks.get(key, {"passed": 0, "failed": 0, "warned": 0}),
                 "mse": {name: mse[batch].get(name) for name in MSE_MODELS},
                 "champion_version": champion.get(batch),
+                # The day's promotion gate put a new rating champion in service (from the next day on).
+                "promoted": batch in promoted,
             }
         )
     means = {
@@ -262,14 +262,27 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
     }
 
 
-def write_report(report: dict, path: Path) -> None:
+def write_report(report: dict, path: Path) -> Path:
+    """The report as JSON, and beside it (same name, .png) the chart of each day's MSE: the
+    champion against the baselines, promotions marked. Returns the chart's path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
+    history = pl.DataFrame(
+        [{"partition_key": d["partition"], **{m: d["mse"].get(m) for m in CHART_MODELS}, "promoted": d["promoted"]} for d in report["days"]]
+    )
+    chart = path.with_suffix(".png")
+    chart.write_bytes(mse_chart_png(history))
+    return chart
 
 
 def print_mse_table(report: dict) -> None:
     columns = ("global_mean", "bias", "champion", "warm", "full")
-    print(f"\n{'partition':<12}{'rows':>8}{'rejected':>9}{'checks p/f/w':>14}" + "".join(f"{c:>12}" for c in columns))
+    print(
+        "\nEach day: its clean and rejected rows, its data checks (passed/failed/warned), and the MSE of each "
+        "model on it, scored before anything trained on it ('-': no such model yet)."
+    )
+    print(f"{'':<43}" + f"{'MSE':-^60}")
+    print(f"{'partition':<12}{'rows':>8}{'rejected':>9}{'checks p/f/w':>14}" + "".join(f"{c:>12}" for c in columns))
     for day in report["days"]:
         checks = day["checks"]
         figures = "".join(f"{day['mse'][c]:>12.4f}" if day["mse"][c] is not None else f"{'-':>12}" for c in columns)

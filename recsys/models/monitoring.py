@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+import polars as pl
+
 from recsys.models import registry
 from recsys.models.daily import DayReport
 from recsys.models.versions import ModelingSettings
@@ -62,3 +64,25 @@ def monitoring_checks(report: DayReport, features: Store, modeling: ModelingSett
     ]
 
 
+
+
+# The models a person compares the champion with, in the order a chart draws them.
+CHART_MODELS = ("champion", "bias", "bias_event_time", "global_mean")
+
+
+def mse_history(features: Store) -> pl.DataFrame:
+    """Each scored day's MSE per model (one column per model of CHART_MODELS), and whether the
+    rating champion changed that day: what the MSE chart draws."""
+    scored = features.query(
+        "SELECT partition_key, batch, model, mse FROM model_metrics WHERE segment = 'all' AND batch >= 0 "
+        "AND model IN ('champion', 'bias', 'bias_event_time', 'global_mean')"
+    )
+    promoted = features.query(
+        "SELECT DISTINCT batch, true AS promoted FROM promotions WHERE promoted AND metric = 'mse' AND batch >= 0"
+    )
+    if scored.height == 0:
+        return pl.DataFrame(schema={"partition_key": pl.String, "batch": pl.Int64, "promoted": pl.Boolean})
+    wide = scored.pivot(on="model", index=["partition_key", "batch"], values="mse").sort("batch")
+    return wide.join(promoted.cast({"batch": wide.schema["batch"]}), on="batch", how="left").with_columns(
+        pl.col("promoted").fill_null(False)
+    )

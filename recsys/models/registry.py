@@ -193,3 +193,20 @@ def trailing_mse(store: Store, model: str, before_batch: int, days: int) -> list
         {"model": model, "before": before_batch, "days": days},
     )
     return list(reversed(rows["mse"].to_list()))
+
+
+def version_table(store: Store) -> pl.DataFrame:
+    """Every version of both stages, oldest first, as a person reads the registry: lineage
+    (kind, parent, days trained on), size and where it stands now."""
+    return store.query(
+        "SELECT version, stage, kind, coalesce(parent, '') AS parent, trained_on, rows, status FROM model_versions "
+        "ORDER BY last_batch, created_at, version"
+    )
+
+
+def promotion_table(store: Store) -> pl.DataFrame:
+    """Every promotion decision, oldest first, with the figures it was decided on."""
+    return store.query(
+        "SELECT partition_key AS day, metric, candidate, champion, candidate_score, champion_score, margin, promoted "
+        "FROM promotions ORDER BY batch, decided_at, candidate"
+    ).with_columns(pl.col("candidate_score", "champion_score").round(4))

@@ -103,6 +103,19 @@ class SuiteResult:
             }
         return metadata
 
+    def outcome_table(self) -> list[dict[str, Any]]:
+        """One row per expectation, as a person reads it: what, on which column, and what failed."""
+        return [
+            {
+                "expectation": outcome.expectation,
+                "column": outcome.column or "",
+                "success": "yes" if outcome.success else "NO",
+                "unexpected": "" if outcome.unexpected_count is None else outcome.unexpected_count,
+                "sample": ", ".join(repr(v) for v in outcome.sample_values[:3]) or (outcome.error or ""),
+            }
+            for outcome in self.outcomes
+        ]
+
     def summary(self) -> str:
         passed = len(self.outcomes) - len(self.failed())
         line = f"{self.suite}: {passed}/{len(self.outcomes)} passed"

@@ -19,8 +19,9 @@ from recsys.raw.archive import (
     order_archive,
     type_fields,
 )
+from recsys.errors import RecsysError
 from recsys.sources import readers
-from recsys.stores import Store
+from recsys.stores import Store, duckdb_path, is_postgres_url, open_store
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,33 @@ class ArchiveSummary:
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else float("nan")
+
+
+def archive_days(raw_url: str, data_dir: Path, batch_size: int, bootstrap_rows: int | None) -> int | None:
+    """Daily batches of the archive being replayed: as the raw store cut it once it is loaded (it
+    records its batching), else as the archive's files would be cut; None without either."""
+    loaded = loaded_archive_days(raw_url)
+    if loaded is not None:
+        return loaded
+    return archive_file_days(data_dir, batch_size, bootstrap_rows) if Path(data_dir).expanduser().is_dir() else None
+
+
+def loaded_archive_days(raw_url: str) -> int | None:
+    """Daily batches of the archive in the raw store; None before a load (or without the store)."""
+    if not is_postgres_url(raw_url) and not Path(duckdb_path(raw_url)).expanduser().is_file():
+        return None  # never create a store just to look into it
+    try:
+        with open_store(raw_url, read_only=True) as raw:
+            batches = raw.scalar("SELECT max(batches) FROM raw_archive") if raw.table_exists("raw_archive") else None
+    except RecsysError:
+        return None  # no server or no database yet: nothing is loaded
+    return None if batches is None else int(batches)
+
+
+def archive_file_days(data_dir: Path, batch_size: int, bootstrap_rows: int | None) -> int:
+    """Daily batches the archive's files hold after the bootstrap slice, counted before any load."""
+    rows = readers.scan_raw_ratings(Path(data_dir)).select(pl.len()).collect().item()
+    return batch_count(rows, default_bootstrap_rows(rows, bootstrap_rows, batch_size), batch_size)
 
 
 def load_movies(data_dir: Path, store: Store) -> int:

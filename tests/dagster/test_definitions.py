@@ -66,24 +66,44 @@ def test_a_failed_error_check_stops_the_assets_downstream():
     assert ran == []
 
 
-def test_schedules_run_the_day_and_the_week_that_just_ended(tmp_path):
+def test_the_schedule_runs_the_next_day_not_done_and_the_sensor_the_completed_week(tmp_path):
     import datetime as dt
 
-    from dagster import build_schedule_context
+    from dagster import AssetMaterialization, build_schedule_context, build_sensor_context, instance_for_test
 
-    built = build_definitions(Settings.for_store(str(tmp_path), start_date=dt.date(2025, 1, 1)))
-    daily = built.resolve_schedule_def("daily_pipeline_schedule")
-    weekly = built.resolve_schedule_def("weekly_retrain_schedule")
-    # Weeks start on the replay's start weekday (2025-01-01, a Wednesday), so the retrain of the
-    # week that ended on Tuesday runs on Wednesday, after that night's daily run (02:00).
-    assert (daily.cron_schedule, weekly.cron_schedule) == ("0 2 * * *", "0 4 * * 3")
-    with DagsterInstance.ephemeral() as instance:
-        tick = dt.datetime(2025, 1, 15, 2, tzinfo=dt.timezone.utc)
-        requests = daily.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick)).run_requests
-        assert [r.partition_key for r in requests] == ["2025-01-14"]
-        tick = dt.datetime(2025, 1, 15, 4, tzinfo=dt.timezone.utc)
-        requests = weekly.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick)).run_requests
-        assert [r.partition_key for r in requests] == ["2025-01-08"]
+    settings = Settings.for_store(str(tmp_path), start_date=dt.date(2025, 1, 1), archive_days=9, schedule_cron="*/5 * * * *")
+    built = build_definitions(settings)
+    daily = built.resolve_schedule_def("replay_next_day")
+    weekly = built.resolve_sensor_def("retrain_completed_week")
+    assert daily.cron_schedule == "*/5 * * * *"
+    # The calendar is the archive's: 9 days, one complete week.
+    graph = built.resolve_asset_graph()
+    assert graph.get(AssetKey("lake_ratings")).partitions_def.get_partition_keys()[-1] == "2025-01-09"
+    assert graph.get(AssetKey("full_model")).partitions_def.get_partition_keys() == ["2025-01-01"]
+
+    tick = dt.datetime(2026, 6, 1, 2, tzinfo=dt.timezone.utc)  # long after the archive's days
+    repository = built.get_repository_def()
+
+    def next_day() -> list[str]:
+        context = build_schedule_context(instance=instance, scheduled_execution_time=tick, repository_def=repository)
+        return [r.partition_key for r in daily.evaluate_tick(context).run_requests or []]
+
+    def next_week() -> list[str]:
+        return [r.partition_key for r in weekly.evaluate_tick(build_sensor_context(instance=instance, repository_def=repository)).run_requests or []]
+
+    def done(asset: str, *keys: str) -> None:
+        for key in keys:
+            instance.report_runless_asset_event(AssetMaterialization(asset_key=asset, partition=key))
+
+    with instance_for_test() as instance:  # the schedule and sensor read it by reference, as the daemon's do
+        assert next_day() == ["2025-01-01"] and next_week() == []
+        done("batch_recommendations", *(f"2025-01-0{d}" for d in range(1, 7)))
+        assert next_day() == ["2025-01-07"] and next_week() == []  # the week is not complete yet
+        done("batch_recommendations", "2025-01-07")
+        assert next_day() == ["2025-01-08"] and next_week() == ["2025-01-01"]
+        done("full_model", "2025-01-01")
+        done("batch_recommendations", "2025-01-08", "2025-01-09")
+        assert next_day() == [] and next_week() == []  # the archive is finished: nothing to ask for
 
 
 def test_the_calendar_comes_from_the_settings_value_not_the_environment(tmp_path, monkeypatch):
@@ -94,8 +114,6 @@ def test_the_calendar_comes_from_the_settings_value_not_the_environment(tmp_path
     graph = built.resolve_asset_graph()
     assert graph.get(AssetKey("lake_ratings")).partitions_def.get_first_partition_key() == "2025-01-06"
     assert graph.get(AssetKey("full_model")).partitions_def.get_first_partition_key() == "2025-01-06"
-    # 2025-01-06 is a Monday: weeks start on Mondays, so the weekly retrain runs on Mondays.
-    assert built.resolve_schedule_def("weekly_retrain_schedule").cron_schedule == "0 4 * * 1"
 
 
 def test_a_store_password_from_the_environment_never_reaches_dagsters_config(pg_base, monkeypatch):
@@ -108,3 +126,26 @@ def test_a_store_password_from_the_environment_never_reaches_dagsters_config(pg_
     for name, resource in stores.items():
         with resource.process_config_and_initialize().open() as store:
             assert store.scalar("SELECT current_database()") == f"{pg_base.rsplit('/', 1)[1]}_{name.removesuffix('_store')}"
+
+
+def test_the_calendar_is_the_archives_from_its_files_then_from_the_raw_store(tmp_path, make_archive):
+    import datetime as dt
+
+    from asset_replay import AssetReplay
+
+    from recsys_assets.definitions import settings_with_archive_calendar
+
+    archive = make_archive(6_000 + 5 * 2_000, 3)
+    # The environment's batching (here 4,000 rows a day after a 6,000-row bootstrap) cuts the
+    # files before any load; there is no archive at all: open-ended, as a live source would be.
+    settings = Settings.for_store(str(tmp_path / "stores"), data_dir=str(archive), batch_size=4_000, bootstrap_rows=6_000)
+    assert settings_with_archive_calendar(settings).calendar.days == 3
+    assert not (tmp_path / "stores" / "raw.duckdb").exists()  # looking did not create a store
+    nowhere = Settings.for_store(str(tmp_path / "none"), data_dir=str(tmp_path / "no-archive"))
+    assert settings_with_archive_calendar(nowhere).calendar.days is None
+    # Once loaded, the raw store's own cut (2,000 rows a day) is the calendar, whatever the settings say.
+    AssetReplay(tmp_path / "stores", archive, tmp_path / "models", batch=2_000, bootstrap=6_000).run(["raw_movies", "raw_ratings"])
+    loaded = settings_with_archive_calendar(settings)
+    assert loaded.calendar.days == 5
+    keys = build_definitions(loaded).resolve_asset_graph().get(AssetKey("lake_ratings")).partitions_def.get_partition_keys()
+    assert keys == [(loaded.start_date + dt.timedelta(days=d)).isoformat() for d in range(5)]

@@ -1,4 +1,4 @@
-"""docker-compose.yml, dagster.yaml and workspace.yaml agree with each other and with the code.
+"""docker-compose.yml, deploy/dagster.yaml and workspace.yaml agree with each other and with the code.
 
 There is no Docker engine on the development machines, so the compose file is checked statically.
 """
@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-INSTANCE = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+INSTANCE = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
 
 
 def env_vars_in(node) -> set[str]:
@@ -49,7 +49,7 @@ def test_the_instance_config_is_valid_for_dagster(monkeypatch):
 
     for name in env_vars_in(INSTANCE):
         monkeypatch.setenv(name, "5432" if name.endswith(("PORT", "RUNS")) else "x")
-    config, _ = dagster_instance_config(str(ROOT), "dagster.yaml")
+    config, _ = dagster_instance_config(str(ROOT / "deploy"), "dagster.yaml")
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_launcher"]["class"] == "DockerRunLauncher"
 

@@ -153,4 +153,47 @@ def test_a_day_run_again_keeps_its_first_test_then_train_scores(archive, tmp_pat
         if e.asset_key.to_user_string() == "model_metrics"
     )  # fmt: skip
     assert metadata["rescored"].value is True
-    assert metadata["mse_champion"].value == first.filter((first["model"] == "champion") & (first["segment"] == "all"))["mse"].item()
+    # The UI shows MSE to four decimals.
+    assert metadata["mse_champion"].value == round(first.filter((first["model"] == "champion") & (first["segment"] == "all"))["mse"].item(), 4)
+
+
+def test_a_range_run_gives_each_day_its_own_figures_and_check_results(archive, tmp_path):
+    replay = AssetReplay(tmp_path / "stores", archive, tmp_path / "models")
+    initial = replay.run(BOOTSTRAP_ASSETS)
+    (initial_metadata,) = [
+        e.event_specific_data.materialization.metadata for e in initial.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "initial_model"
+    ]  # fmt: skip
+    # The registry, readable on the model assets: the two first champions, no decision yet.
+    champions = initial_metadata["champions"].value.splitlines()[2:]  # below the header and its rule
+    assert sorted(line.split(" | ")[0] for line in champions) == ["| rating", "| retrieval"]
+    assert initial_metadata["promotion_decisions"].value.count("\n") == 1  # the header only
+
+    days = [partition_of(b) for b in range(3)]
+    result = replay.run(replay.daily, days[0], last=days[-1])  # one run, as a single-run backfill makes
+    materializations = {
+        (e.asset_key.to_user_string(), e.partition): e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    with replay.features_db() as db:
+        scored = db.query("SELECT batch, mse FROM model_metrics WHERE model = 'champion' AND segment = 'all' ORDER BY batch")
+        decisions = db.query("SELECT count(*) AS n FROM promotions")["n"].item()
+    for batch, day in enumerate(days):
+        metadata = materializations["model_metrics", day]
+        assert metadata["mse_champion"].value == round(scored["mse"][batch], 4)
+        assert materializations["lake_ratings", day]["rows_raw"].value == BATCH
+    # The days differ, so each partition holds its own day's figure, not the range's last.
+    assert len({materializations["model_metrics", d]["mse_champion"].value for d in days}) == len(days)
+    last = materializations["model_metrics", days[-1]]
+    assert last["mse_chart"].value.startswith("![MSE per day") and "data:image/png;base64," in last["mse_chart"].value
+    assert materializations["warm_model", days[-1]]["promotion_decisions"].value.count("\n") == 1 + decisions
+
+    # Each day's checks are evaluations of that day; the run's own result covers the range.
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == "lake_ratings_values"]
+    assert sorted(e.partition for e in evaluations if e.partition) == days
+    (folded,) = [e for e in evaluations if e.partition is None]
+    assert folded.passed and folded.description.startswith(f"{days[0]}..{days[-1]}: 3/3 partitions passed")
+    for evaluation in evaluations:
+        if evaluation.partition:
+            assert evaluation.description.startswith(f"{evaluation.partition}: lake_ratings_values")
+            assert evaluation.metadata["partition"].value == evaluation.partition

@@ -78,6 +78,8 @@ def test_replay_writes_the_report_and_the_event_log_holds_every_run(backend, arc
         assert day["mse"]["champion"] is not None and day["mse"]["bias"] is not None
         assert day["champion_version"]
     assert report["days"][0]["mse"]["warm"] is None  # no warm start exists before the first day
+    assert report_path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the MSE chart beside it
+    assert all(isinstance(d["promoted"], bool) for d in report["days"])
     summary = report["summary"]
     assert summary["rows_raw"] == 3 * 2000
     assert set(summary["seconds_per_layer"]) >= {"raw", "lake", "features", "models"}

@@ -1,13 +1,15 @@
-"""The Dagster UI as a person sees it: headless Chromium opens the lineage, launches one partition's
-materialization from the asset page, watches that run succeed and finds the checks it evaluated.
+"""The Dagster UI as a person sees it, on a replay of a four-day archive: headless Chromium opens the
+lineage and the archive's calendar, launches a backfill of two days of the daily pipeline from the
+job page, turns the schedule on and watches Dagster's daemon run the last day, then reads the
+per-day metrics, the MSE chart and the checks, each naming its day.
 
 What the browser shows is cross-checked against what it is drawn from: the webserver's GraphQL API
-(the asset graph's edges, the runs and their status) and the instance's event log (the launched
-run's check evaluations). Every screenshot is decoded in the browser and must show a drawn page,
-not a blank one.
+(the asset graph's edges, partitions, runs, backfills, check executions) and the stores (the
+backfilled days' MSE equals a `recsys replay` of the same days). Every screenshot is decoded in the
+browser and must show a drawn page, not a blank one; they are kept in test-artifacts/.
 
 Needs Debian's chromium (/usr/bin/chromium; `.ci/run` installs it). Without it the test skips and
-says so, except in CI, where it fails. The lineage screenshot is kept in test-artifacts/.
+says so, except in CI, where it fails.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ import pytest
 from helpers import ROOT, free_port
 
 from recsys.sources import synthetic
+from recsys.stores import open_store
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-ENV = {"RECSYS_BATCH_SIZE": "2000", "RECSYS_BOOTSTRAP_ROWS": "6000", "RECSYS_START_DATE": "2025-01-01"}
+DAYS = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"]
+REPLAY = ["--batch-size", "2000", "--bootstrap-rows", "6000", "--start-date", DAYS[0]]
+LOCATION = "recsys_assets.definitions"
 
 
 def chromium() -> str:
@@ -46,22 +51,31 @@ def chromium() -> str:
     return path
 
 
+def replay(data, stores, home, days: int) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    home.mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "recsys.cli", "replay", "--data", str(data), "--days", str(days), "--store", str(stores),
+         "--report", str(stores.parent / f"report-{days}.json"), *REPLAY],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
     data, stores, home = root / "data", root / "stores", root / "dagster_home"
-    synthetic.generate(data, 6_000 + 3 * 2_000, seed=4)
-    env = {**os.environ, **ENV, "DAGSTER_HOME": str(home), "RECSYS_STORE": str(stores), "RECSYS_DATA_DIR": str(data)}
-    home.mkdir()
-    replay = subprocess.run(
-        [sys.executable, "-m", "recsys.cli", "replay", "--data", str(data), "--days", "1", "--store", str(stores),
-         "--report", str(root / "report.json"), "--batch-size", "2000", "--bootstrap-rows", "6000"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert replay.returncode == 0, replay.stderr
+    synthetic.generate(data, 6_000 + len(DAYS) * 2_000, seed=4)
+    # What the UI must reproduce: the first three days replayed by the command line.
+    replay(data, root / "reference" / "stores", root / "reference" / "dagster_home", days=3)
+    replay(data, stores, home, days=1)
+    # The schedule ticks every minute here, so the daemon's tick comes within the test.
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RECSYS_STORE": str(stores), "RECSYS_DATA_DIR": str(data),
+           "RECSYS_START_DATE": DAYS[0], "RECSYS_SCHEDULE_CRON": "* * * * *"}  # fmt: skip
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-m", "recsys_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "dagster", "dev", "-m", LOCATION, "-h", "127.0.0.1", "-p", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -75,7 +89,7 @@ def dagster_ui(tmp_path_factory):
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise AssertionError("dagster dev did not start serving within 180 s")
                 time.sleep(1)
-        yield url, home
+        yield url, stores, root / "reference" / "stores"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -125,17 +139,35 @@ COLOURS = """async (png) => {
 }"""
 
 
-def screenshot(page, analysis_page, name: str) -> tuple[int, float]:
-    """Save the page as test-artifacts/<name>.png and check that it shows a drawn page."""
+def screenshot(page, analysis_page, name: str, max_dominant: float = 0.97) -> tuple[int, float]:
+    """Save the page as test-artifacts/<name>.png and check that it shows a drawn page (a sparse
+    page, such as one table row on white, may allow a larger share of one colour)."""
     ARTIFACTS.mkdir(exist_ok=True)
     png = page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     colours, dominant = analysis_page.evaluate(COLOURS, base64.b64encode(png).decode())
-    assert colours >= 50 and dominant < 0.97, f"{name}.png looks blank: {colours} colours, {dominant:.0%} one colour"
+    assert colours >= 50 and dominant < max_dominant, f"{name}.png looks blank: {colours} colours, {dominant:.0%} one colour"
     return colours, dominant
 
 
-def test_lineage_materialize_a_partition_from_the_ui_and_see_its_checks(dagster_ui):
-    dagster_ui, home = dagster_ui
+def wait_for(what: str, seconds: float, found):
+    """Poll `found()` until it returns something truthy; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (value := found()):
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds:.0f} s"
+        time.sleep(2)
+    return value
+
+
+def day_mse(stores, days: list[int]) -> dict:
+    with open_store(str(stores / "features.duckdb"), read_only=True) as features:
+        rows = features.query(
+            "SELECT batch, model, segment, mse FROM model_metrics WHERE batch = ANY($days) ORDER BY ALL", {"days": days}
+        )
+    return {(r["batch"], r["model"], r["segment"]): r["mse"] for r in rows.iter_rows(named=True)}
+
+
+def test_the_ui_shows_the_archive_runs_a_backfill_and_the_schedule_and_names_each_day(dagster_ui):
+    dagster_ui, stores, reference = dagster_ui
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -164,48 +196,97 @@ def test_lineage_materialize_a_partition_from_the_ui_and_see_its_checks(dagster_
         upstream = {"/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in nodes}
         for before, after in zip(chain, chain[1:]):
             assert before in upstream[after], f"no lineage edge {before} -> {after}: {upstream[after]}"
+
+        # The calendar is the archive's: its four days, not every day up to today.
+        partitions = graphql(
+            dagster_ui,
+            '{ assetNodeOrError(assetKey: {path: ["lake_ratings"]}) { ... on AssetNode { partitionKeysByDimension { partitionKeys } } } }',
+        )["assetNodeOrError"]["partitionKeysByDimension"][0]["partitionKeys"]
+        assert partitions == DAYS
+        page.goto(f"{dagster_ui}/assets/lake_ratings?view=partitions")
+        page.get_by_text(f"{len(DAYS)} Partitions Selected").first.wait_for()
+        screenshot(page, analysis, "partitions")
         before_launch = runs(dagster_ui)
         assert len(before_launch) == 2 and all(status == "SUCCESS" for status, _ in before_launch.values())
 
-        # Materialize one partition of lake_ratings as a person would: Materialize…, pick it, launch.
-        page.goto(f"{dagster_ui}/assets/lake_ratings")
-        page.get_by_role("button", name="Materialize…").click()
-        page.get_by_text("Show all partitions").first.click()
+        # A backfill of days 2 and 3 of the daily pipeline, launched as a person would from the job page.
+        page.goto(f"{dagster_ui}/locations/{LOCATION}/jobs/daily_pipeline")
+        page.get_by_text("Materialize all").first.click()
         picker = page.get_by_placeholder(re.compile(r"^ex: "))
-        picker.fill("2025-01-02")
+        picker.fill(f"[{DAYS[1]}...{DAYS[2]}]")
         picker.press("Enter")
-        page.get_by_role("button", name="Launch 1 run").click()
-        # Leaving the page before the launch has returned would cancel it: wait for the toast.
-        page.get_by_text(re.compile(r"^Launched run")).first.wait_for()
+        page.get_by_role("button", name="Launch backfill").click()
+        page.get_by_text(re.compile(r"backfill", re.I)).first.wait_for()
 
-        # The replay made two runs (bootstrap, day 1); the new one is the UI's, for 2025-01-02.
-        deadline = time.monotonic() + 240
-        while True:
-            launched = {i: r for i, r in runs(dagster_ui).items() if i not in before_launch}
-            if launched and all(status in ("SUCCESS", "FAILURE", "CANCELED") for status, _ in launched.values()):
-                break
-            assert time.monotonic() < deadline, f"the run launched from the UI did not finish within 240 s: {launched}"
-            time.sleep(2)
-        (run_id, (status, tags)), = launched.items()
-        assert status == "SUCCESS" and tags.get("dagster/partition") == "2025-01-02", (status, tags)
-        # Its own page says so too.
-        page.goto(f"{dagster_ui}/runs/{run_id}")
-        page.get_by_text("Success", exact=True).first.wait_for()
-        page.get_by_text("lake_ratings", exact=True).first.wait_for()
-        page.get_by_text("Loading run logs").first.wait_for(state="hidden")
-        screenshot(page, analysis, "run")
+        def backfill_done():
+            data = graphql(dagster_ui, "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status } } } }")
+            results = data["partitionBackfillsOrError"]["results"]
+            return results if results and all(r["status"] in ("COMPLETED", "FAILED", "CANCELED", "COMPLETED_SUCCESS", "COMPLETED_FAILED") for r in results) else None
 
-        # The launched run evaluated the day's three checks, and they passed.
-        from dagster import DagsterEventType, DagsterInstance
+        (backfill,) = wait_for("the backfill launched from the UI", 420, backfill_done)
+        assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), backfill
+        launched = {i: r for i, r in runs(dagster_ui).items() if i not in before_launch}
+        assert launched and all(status == "SUCCESS" for status, _ in launched.values()), launched
+        # Days in order, warm starts chained: the same figures as the command line's replay of those days.
+        assert day_mse(stores, [1, 2]) == pytest.approx(day_mse(reference, [1, 2]), rel=1e-6)
+        page.goto(f"{dagster_ui}/runs/b/{backfill['id']}")
+        page.get_by_text(backfill["id"]).first.wait_for()
+        page.get_by_text("100% completed").first.wait_for()
+        screenshot(page, analysis, "backfill", max_dominant=0.99)
 
-        with DagsterInstance.from_config(str(home)) as instance:
-            records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
-            results = [r.event_log_entry.dagster_event.event_specific_data for r in records]
-        evaluations = {result.check_name: result.passed for result in results}
-        assert evaluations == {"lake_ratings_schema": True, "lake_ratings_values": True, "lake_ratings_volume": True}
+        # The schedule, turned on, runs the next day not done (the fourth) at its daemon's next tick.
+        started = graphql(
+            dagster_ui,
+            'mutation { startSchedule(scheduleSelector: {repositoryLocationName: "%s", repositoryName: "__repository__", '
+            'scheduleName: "replay_next_day"}) { __typename ... on ScheduleStateResult { scheduleState { status } } } }' % LOCATION,
+        )["startSchedule"]
+        assert started["scheduleState"]["status"] == "RUNNING", started
+        before_tick = set(runs(dagster_ui))
 
+        def scheduled_run():
+            new = {i: r for i, r in runs(dagster_ui).items() if i not in before_tick}
+            return new if new and all(s in ("SUCCESS", "FAILURE", "CANCELED") for s, _ in new.values()) else None
+
+        (status, tags), = wait_for("the schedule's tick and its run", 300, scheduled_run).values()
+        assert status == "SUCCESS" and tags.get("dagster/schedule_name") == "replay_next_day", (status, tags)
+        assert tags.get("dagster/partition") == DAYS[3], tags
+        page.goto(f"{dagster_ui}/locations/{LOCATION}/schedules/replay_next_day")
+        page.get_by_text("Every minute").first.wait_for()
+        page.get_by_text(re.compile(r"^Running$")).first.wait_for()
+        screenshot(page, analysis, "schedule")
+
+        # Every day has its own figures, as the Plots tab's Partitions mode reads them.
+        latest = graphql(
+            dagster_ui,
+            '{ assetNodeOrError(assetKey: {path: ["model_metrics"]}) { ... on AssetNode { latestMaterializationByPartition('
+            'partitions: %s) { partition metadataEntries { label ... on FloatMetadataEntry { floatValue } } } } } }' % json.dumps(DAYS),
+        )["assetNodeOrError"]["latestMaterializationByPartition"]
+        per_day = {m["partition"]: {e["label"]: e.get("floatValue") for e in m["metadataEntries"]} for m in latest}
+        assert sorted(per_day) == DAYS
+        mse = day_mse(stores, [0, 1, 2, 3])
+        for batch, day in enumerate(DAYS):
+            assert per_day[day]["mse_champion"] == round(mse[batch, "champion", "all"], 4)
+        # The chart of the champion against the baselines, in the asset's metadata.
+        page.goto(f"{dagster_ui}/assets/model_metrics")
+        page.get_by_text("[Show Markdown]").first.click()
+        page.locator("img[alt^='MSE per day']").first.wait_for()
+        screenshot(page, analysis, "mse_chart")
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name="Plots").click()
+        page.get_by_role("button", name="Events").click()
+        page.get_by_text("mse_champion").first.wait_for()
+        screenshot(page, analysis, "plots")
+
+        # Every check result names the day it validated, the backfill's days included.
+        executions = graphql(
+            dagster_ui,
+            '{ assetCheckExecutions(assetKey: {path: ["lake_ratings"]}, checkName: "lake_ratings_values", limit: 20) '
+            "{ status evaluation { partition } } }",
+        )["assetCheckExecutions"]
+        named = {e["evaluation"]["partition"] for e in executions if e["status"] == "SUCCEEDED"}
+        assert set(DAYS) <= named, named
         page.goto(f"{dagster_ui}/assets/lake_ratings?view=checks")
-        for check in ("lake_ratings_schema", "lake_ratings_values", "lake_ratings_volume"):
-            page.get_by_text(check, exact=True).first.wait_for()
+        page.get_by_text("lake_ratings_values", exact=True).first.click()
+        page.get_by_text(f"{DAYS[3]}: lake_ratings_values").first.wait_for()
         screenshot(page, analysis, "checks")
         browser.close()

@@ -80,3 +80,17 @@ def test_partition_keys_map_to_batches_and_back():
         calendar.batch_of("2024-12-31")
     with pytest.raises(RecsysError, match="not a date"):
         calendar.batch_of("2025-13-01")
+
+
+def test_an_archives_calendar_ends_with_its_last_batch_and_an_open_one_runs_to_today():
+    import datetime as dt
+
+    archive = Calendar(dt.date(2025, 1, 1), days=10)
+    assert archive.end_date == dt.date(2025, 1, 11) and archive.weeks_end_date == dt.date(2025, 1, 8)
+    assert archive.batch_of("2025-01-10") == 9
+    with pytest.raises(RecsysError, match="after the archive's last day 2025-01-10"):
+        archive.batch_of("2025-01-11")
+    live = Calendar(dt.date(2025, 1, 1))
+    assert live.end_date is None and live.days_by(dt.date(2025, 1, 5)) == 4  # every day before today
+    assert live.next_day({"2025-01-01", "2025-01-03"}, dt.date(2025, 1, 5)) == "2025-01-02"  # in order, gaps first
+    assert live.next_day({f"2025-01-0{d}" for d in range(1, 5)}, dt.date(2025, 1, 5)) is None
