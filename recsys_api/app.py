@@ -19,13 +19,18 @@ from typing import Annotated, Any, Literal, Self
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from recsys.genres import GENRES
 from recsys_api.snapshot import Snapshot, SnapshotSource, user_profile
+
+DOCS_ASSETS = "/docs-assets"
 
 DEFAULT_N = 10
 _GENRE_NAMES = {name.lower(): name for name in GENRES}
@@ -222,7 +227,20 @@ def create_app(source: SnapshotSource) -> FastAPI:
         title="recsys",
         summary="Movie recommendations from the champion two-tower model, with a popularity fallback.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the installed Swagger UI, not FastAPI's default CDN
     )
+    # The interactive docs work without internet: Swagger UI's files come from the swagger-ui-bundle wheel.
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="recsys API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

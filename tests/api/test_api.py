@@ -7,6 +7,7 @@ OpenAPI schema as a whole is held to the server in test_api_contract.py."""
 
 from __future__ import annotations
 
+import re
 import time
 from functools import cached_property
 
@@ -323,7 +324,13 @@ def test_the_openapi_schema_states_the_limits_and_status_codes_the_api_uses(serv
     (n,) = [p for p in operations["/recommendations/{user_id}", "get"]["parameters"] if p["name"] == "n"]
     assert (n["schema"]["minimum"], n["schema"]["maximum"]) == (1, per_user)
     assert schema["components"]["schemas"]["Genre"]["enum"] == list(GENRES)
-    assert server.client.get("/docs").status_code == 200
+    # The interactive docs load nothing from the internet: every script and style is served here.
+    docs = server.client.get("/docs")
+    assert docs.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+    for asset in assets:
+        assert server.client.get(asset).status_code == 200, asset
 
 
 def test_a_new_serving_set_is_picked_up_without_a_restart(served):
