@@ -31,8 +31,12 @@ def test_assets_are_grouped_by_layer_and_checked():
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups["raw_ratings"] == "raw" and groups["lake_ratings"] == "lake"
     checks = {key.name for key in graph.asset_check_keys if key.asset_key == AssetKey("lake_ratings")}
-    assert checks == {"lake_ratings_schema", "lake_ratings_values", "lake_ratings_volume"}
-    assert graph.get(AssetKey("lake_ratings")).partitions_def is not None
+    assert checks == {"lake_ratings_schema", "lake_ratings_values", "lake_ratings_volume", "freshness_check"}
+    # The suites' checks are partitioned like their asset, so each result names its day.
+    daily = graph.get(AssetKey("lake_ratings")).partitions_def
+    assert daily is not None
+    specs = {spec.name: spec for spec in defs().get_assets_def("lake_ratings").check_specs}
+    assert all(specs[name].partitions_def == daily for name in checks - {"freshness_check"})
     assert {job.name for job in defs().resolve_all_job_defs()} >= {"bootstrap", "daily_pipeline", "weekly_retrain"}
 
 
