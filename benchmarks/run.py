@@ -14,6 +14,7 @@ RUNS = [
     ["benchmarks.model_training"],
     ["benchmarks.replay"],
     ["benchmarks.movielens_100k"],
+    ["benchmarks.drift"],
     ["benchmarks.fault_injection"],
     ["benchmarks.batch_recommendations", "--store", "duckdb"],
     ["benchmarks.batch_recommendations", "--store", "postgres"],

@@ -10,6 +10,7 @@ passed on every day.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from dagster import (
@@ -26,7 +27,7 @@ from dagster import (
     TableSchema,
 )
 
-from recsys.models.monitoring import DESCRIPTIONS, MonitoringResult
+from recsys.models.monitoring import MonitoringResult
 from recsys.quality.results import SuiteResult, SuiteSpec
 
 
@@ -70,78 +71,81 @@ def suite_metadata(validated: str, result: SuiteResult) -> dict:
     }
 
 
-def _severity(result: SuiteResult) -> AssetCheckSeverity:
-    return AssetCheckSeverity.ERROR if result.severity == "error" else AssetCheckSeverity.WARN
+@dataclass(frozen=True)
+class Outcome:
+    """One check's result on one partition (or on a named slice such as "bootstrap")."""
+
+    validated: str
+    passed: bool
+    severity: AssetCheckSeverity
+    metadata: dict
+    description: str
 
 
-def check_results(
-    asset_name: str, results: Mapping[str, list[SuiteResult]], context: AssetExecutionContext | None = None
-) -> list[AssetCheckResult]:
-    """One check result per suite. `results` maps what was validated (a partition key, or a name
-    such as "bootstrap") to its suite results; with several partitions (a range run) each one's
-    result is first logged as that partition's evaluation through `context`."""
-    by_suite: dict[str, list[tuple[str, SuiteResult]]] = {}
-    for validated, suite_results in results.items():
-        for result in suite_results:
-            by_suite.setdefault(result.suite, []).append((validated, result))
+def _fold(asset_name: str, outcomes_by_check: dict[str, list[Outcome]], context) -> list[AssetCheckResult]:
+    """One result per check. With several partitions (a range run) each partition's outcome is
+    first logged as that partition's evaluation, and the run's result says how many passed."""
     checks = []
-    for suite, outcomes in by_suite.items():
-        failed = [p for p, r in outcomes if not r.success]
+    for check, outcomes in outcomes_by_check.items():
+        failed = [o.validated for o in outcomes if not o.passed]
         if len(outcomes) == 1:
-            validated, result = outcomes[0]
-            metadata, description = suite_metadata(validated, result), f"{validated}: {result.summary()}"
+            metadata, description = outcomes[0].metadata, outcomes[0].description
         else:
             if context is None:
                 raise ValueError("A range run's check results need the run's context to log each partition's.")
-            for partition, result in outcomes:
+            for outcome in outcomes:
                 context.log_event(
                     AssetCheckEvaluation(
-                        asset_key=AssetKey(asset_name),
-                        check_name=suite,
-                        passed=result.success,
-                        metadata=suite_metadata(partition, result),
-                        severity=_severity(result),
-                        description=f"{partition}: {result.summary()}",
-                        blocking=result.severity == "error",
-                        partition=partition,
+                        asset_key=AssetKey(asset_name), check_name=check, passed=outcome.passed, metadata=outcome.metadata,
+                        severity=outcome.severity, description=outcome.description,
+                        blocking=outcome.severity == AssetCheckSeverity.ERROR, partition=outcome.validated,
                     )
-                )
-            span = f"{outcomes[0][0]}..{outcomes[-1][0]}"
+                )  # fmt: skip
+            span = f"{outcomes[0].validated}..{outcomes[-1].validated}"
             metadata = {"partitions": span, "passed_partitions": len(outcomes) - len(failed), "failed_partitions": ", ".join(failed)}
             description = f"{span}: {len(outcomes) - len(failed)}/{len(outcomes)} partitions passed" + (
                 "; failed: " + ", ".join(failed) if failed else ""
             )
         checks.append(
             AssetCheckResult(
-                asset_key=asset_name,
-                check_name=suite,
-                passed=not failed,
-                severity=_severity(outcomes[0][1]),
-                metadata=metadata,
-                description=description,
+                asset_key=asset_name, check_name=check, passed=not failed, severity=outcomes[0].severity,
+                metadata=metadata, description=description,
             )
-        )
+        )  # fmt: skip
     return checks
 
 
-def monitoring_specs(asset_name: str, partitions_def: PartitionsDefinition | None = None) -> list[AssetCheckSpec]:
+def check_results(
+    asset_name: str, results: Mapping[str, list[SuiteResult]], context: AssetExecutionContext | None = None
+) -> list[AssetCheckResult]:
+    """One check result per GX suite. `results` maps what was validated (a partition key, or a name
+    such as "bootstrap") to its suite results; a range run needs `context` (see `_fold`)."""
+    by_check: dict[str, list[Outcome]] = {}
+    for validated, suite_results in results.items():
+        for r in suite_results:
+            severity = AssetCheckSeverity.ERROR if r.severity == "error" else AssetCheckSeverity.WARN
+            outcome = Outcome(validated, r.success, severity, suite_metadata(validated, r), f"{validated}: {r.summary()}")
+            by_check.setdefault(r.suite, []).append(outcome)
+    return _fold(asset_name, by_check, context)
+
+
+def monitoring_specs(
+    asset_name: str, descriptions: Mapping[str, str], partitions_def: PartitionsDefinition | None = None
+) -> list[AssetCheckSpec]:
     return [
         AssetCheckSpec(name, asset=asset_name, description=text, partitions_def=partitions_def)
-        for name, text in DESCRIPTIONS.items()
+        for name, text in descriptions.items()
     ]
 
 
-def monitoring_results(asset_name: str, partition: str, results: list[MonitoringResult]) -> list[AssetCheckResult]:
-    """Monitoring only warns: a champion worse than a baseline is news, not a reason to stop. Each
-    result is about the run's last day, and says so."""
-    return [
-        AssetCheckResult(
-            asset_key=asset_name,
-            check_name=result.name,
-            passed=result.passed,
-            severity=AssetCheckSeverity.WARN,
-            metadata={"partition": partition, **result.metadata},
-            description=f"{partition}: {result.description}",
-        )
-        for result in results
-    ]
+def monitoring_results(
+    asset_name: str, results: Mapping[str, list[MonitoringResult]], context: AssetExecutionContext | None = None
+) -> list[AssetCheckResult]:
+    """Monitoring and drift only warn: a champion worse than a baseline, or a day unlike the ones
+    before it, is news, not a reason to stop. `results` maps each partition to its results."""
+    by_check: dict[str, list[Outcome]] = {}
+    for partition, found in results.items():
+        for r in found:
+            outcome = Outcome(partition, r.passed, AssetCheckSeverity.WARN, {"partition": partition, **r.metadata}, f"{partition}: {r.description}")
+            by_check.setdefault(r.name, []).append(outcome)
+    return _fold(asset_name, by_check, context)

@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from dagster import (
+    AssetCheckKey,
+    AssetKey,
     AssetSelection,
     Definitions,
     build_sensor_for_freshness_checks,
@@ -28,7 +30,7 @@ from dagster import (
 from recsys.raw.load import archive_days
 from recsys.settings import Settings
 from recsys_assets import features, lake, models, raw, serving
-from recsys_assets.schedules import completed_week_sensor, next_day_schedule
+from recsys_assets.schedules import completed_week_sensor, drift_retrain_sensor, next_day_schedule
 from recsys_resources import build_resources
 
 LAYERS = (raw, lake, features, models, serving)
@@ -56,7 +58,9 @@ def build_definitions(settings: Settings) -> Definitions:
     )
     daily_pipeline_job = define_asset_job(
         "daily_pipeline",
-        selection=AssetSelection.assets(*DAILY_ASSETS),
+        # The freshness checks judge the calendar as a whole: their sensor runs them, not each day's run.
+        selection=AssetSelection.assets(*DAILY_ASSETS)
+        - AssetSelection.checks(*(AssetCheckKey(AssetKey(asset), "freshness_check") for asset in FRESH_ASSETS)),
         description="Everything one day's batch feeds: clean and validate it into the lake, build its "
         "point-in-time examples, score every model on it before training (test-then-train: MSE and "
         "ranking), decide promotions, warm-start on it, then embed users and movies with the champion "
@@ -75,12 +79,19 @@ def build_definitions(settings: Settings) -> Definitions:
         warnings.simplefilter("ignore", SupersessionWarning)
         freshness = build_time_partition_freshness_checks(assets=FRESH_ASSETS, deadline_cron=settings.schedule_cron)
         freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=freshness, name="freshness_checks_sensor")
+    drift_retrain_job = define_asset_job(
+        "drift_retrain",
+        selection=AssetSelection.assets("triggered_model"),
+        description="A full retrain of both stages through a day, outside the weekly calendar, when drift or "
+        "degradation alarms persist (requested by the retrain_on_drift sensor).",
+    )
     orchestration = Definitions(
-        jobs=[bootstrap_job, daily_pipeline_job, weekly_retrain_job],
+        jobs=[bootstrap_job, daily_pipeline_job, weekly_retrain_job, drift_retrain_job],
         asset_checks=freshness,
         schedules=[next_day_schedule(daily_pipeline_job, calendar, settings.schedule_cron)],
         sensors=[
             completed_week_sensor(weekly_retrain_job, calendar),
+            drift_retrain_sensor(drift_retrain_job, calendar),
             freshness_sensor,
         ],
         resources=build_resources(settings),

@@ -23,14 +23,16 @@ from recsys.features.build import (
     build_days,
     build_movie_features,
 )
+from recsys.features.drift import data_drift, record_drift
 from recsys.features.point_in_time import MOVIE_FEATURE_COLUMNS, FeatureTime
 from recsys.lake.tables import archive_info
+from recsys.models.monitoring import DATA_DRIFT_DESCRIPTIONS, drift_results
 from recsys.quality.gx import validate_all
 from recsys.reporting import markdown_table
-from recsys_assets.checks import check_results, check_specs
+from recsys_assets.checks import check_results, check_specs, monitoring_results, monitoring_specs
 from recsys_assets.failures import user_errors
 from recsys_assets.partitions import daily_partitions
-from recsys_resources import StoreResource
+from recsys_resources import MonitoringResource, StoreResource
 
 GROUP = "features"
 OWNERS = ["team:ml-platform"]
@@ -124,11 +126,14 @@ def definitions(calendar: Calendar) -> Definitions:
         check_specs=[
             *check_specs("user_genre_profiles", suites.PROFILES_SUITES, daily),
             *check_specs("training_examples", suites.EXAMPLES_SUITES, daily),
+            *monitoring_specs("training_examples", DATA_DRIFT_DESCRIPTIONS, daily),
         ],
         partitions_def=daily,
         backfill_policy=BackfillPolicy.single_run(),
     )
-    def daily_features(context: AssetExecutionContext, lake_store: StoreResource, features_store: StoreResource):
+    def daily_features(
+        context: AssetExecutionContext, lake_store: StoreResource, features_store: StoreResource, monitoring: MonitoringResource
+    ):
         batches = [calendar.batch_of(key) for key in context.partition_keys]
         passes = [batches[i : i + MAX_DAYS_PER_PASS] for i in range(0, len(batches), MAX_DAYS_PER_PASS)]
         outcomes: list[RangeOutcome] = []
@@ -141,6 +146,12 @@ def definitions(calendar: Calendar) -> Definitions:
                     f"{outcome.users_updated:,} user profiles updated."
                 )
                 outcomes.append(outcome)
+            # Each day against the days before it: data drift, recorded for the retrain trigger.
+            drift = {}
+            for batch in batches:
+                statistics = data_drift(features, batch, calendar, monitoring.thresholds())
+                record_drift(features, calendar.partition_of(batch), batch, statistics)
+                drift[calendar.partition_of(batch)] = drift_results(statistics)
         per_day = pl.DataFrame(
             [item for o in outcomes for item in o.examples_per_day.items()], schema=["partition", "examples"], orient="row"
         )
@@ -163,7 +174,10 @@ def definitions(calendar: Calendar) -> Definitions:
                 "days": MetadataValue.md(markdown_table(per_day, limit=len(batches))),
                 "seconds": float(round(sum(o.seconds for o in outcomes), 3)),
             },
-            check_results=check_results("training_examples", by_day(lambda o: o.example_checks), context),
+            check_results=[
+                *check_results("training_examples", by_day(lambda o: o.example_checks), context),
+                *monitoring_results("training_examples", drift, context),
+            ],
         )
 
     return Definitions(assets=[movie_features, bootstrap_features, daily_features])

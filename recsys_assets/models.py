@@ -1,5 +1,6 @@
 """MODELS layer in Dagster: the initial model, each day's test-then-train scores, promotion and warm
-start (`recsys.models.daily`), and the weekly full retrain (`recsys.models.versions`).
+start (`recsys.models.daily`), the weekly full retrain (`recsys.models.versions`), and the full
+retrain that persisting drift triggers (`recsys.models.triggers`).
 
 Monitoring and the warm start are one multi-asset because a day runs in that order: every model
 is scored on the day before anything trains on it, the gate decides, then the warm start learns
@@ -7,6 +8,8 @@ from the day. A range run goes through its days one after another.
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset functions' type hints.
+from dataclasses import replace
+
 import polars as pl
 from dagster import (
     AssetDep,
@@ -25,13 +28,22 @@ from recsys.calendar import BOOTSTRAP_BATCH, Calendar
 from recsys.errors import RecsysError
 from recsys.models import registry
 from recsys.models.daily import DayReport, run_day
-from recsys.models.monitoring import monitoring_checks, mse_history
+from recsys.features.drift import record_drift
+from recsys.models.monitoring import (
+    DESCRIPTIONS,
+    degradation_statistic,
+    drift_results,
+    monitoring_checks,
+    mse_history,
+    residual_statistics,
+)
+from recsys.models.triggers import record_trigger, retrain_decision, trigger_table
 from recsys.models.versions import train_full
 from recsys.reporting import markdown_image, markdown_table, mse_chart_png
 from recsys_assets.checks import monitoring_results, monitoring_specs
 from recsys_assets.failures import user_errors
 from recsys_assets.partitions import daily_partitions, weekly_partitions
-from recsys_resources import ModelingResource, ServingResource, StoreResource
+from recsys_resources import ModelingResource, MonitoringResource, ServingResource, StoreResource
 
 OWNERS = ["team:ml-platform"]
 
@@ -77,13 +89,15 @@ def day_metrics(report: DayReport) -> dict:
 
 
 def registry_tables(features) -> dict:
-    """The model registry as the model assets show it: every version's lineage, every decision."""
-    versions, promotions = registry.version_table(features), registry.promotion_table(features)
+    """The model registry as the model assets show it: every version's lineage, every decision,
+    every retrain triggered by drift."""
+    versions, promotions, triggers = registry.version_table(features), registry.promotion_table(features), trigger_table(features)
     champions = versions.filter(pl.col("status") == registry.CHAMPION).select("stage", "version", "kind", "trained_on")
     return {
         "champions": MetadataValue.md(markdown_table(champions, limit=champions.height)),
         "versions": MetadataValue.md(markdown_table(versions, limit=versions.height)),
         "promotion_decisions": MetadataValue.md(markdown_table(promotions, limit=promotions.height)),
+        "retrain_triggers": MetadataValue.md(markdown_table(triggers, limit=triggers.height)),
     }
 
 
@@ -139,7 +153,7 @@ def definitions(calendar: Calendar) -> Definitions:
                 "promoted) fine-tuned on the day's examples at a low learning rate, optimizer state carried over.",
             ),
         ],
-        check_specs=monitoring_specs("model_metrics", daily),
+        check_specs=monitoring_specs("model_metrics", DESCRIPTIONS, daily),
         partitions_def=daily,
         backfill_policy=BackfillPolicy.single_run(),
     )
@@ -149,8 +163,9 @@ def definitions(calendar: Calendar) -> Definitions:
         features_store: StoreResource,
         modeling: ModelingResource,
         serving: ServingResource,
+        monitoring: MonitoringResource,
     ):
-        reports = []
+        reports, checks = [], {}
         settings, popularity = modeling.settings(), serving.settings().popularity
         with user_errors(), lake_store.open() as lake, features_store.open() as features:
             for key in context.partition_keys:
@@ -168,7 +183,11 @@ def definitions(calendar: Calendar) -> Definitions:
                     asset_key="warm_model", partition_key=key,
                 )  # fmt: skip
                 reports.append(report)
-            checks = monitoring_checks(reports[-1], features, settings)
+                # The champion's residuals and MSE against the days before: warnings, and what the
+                # retrain trigger reads.
+                residuals = residual_statistics(report, features, monitoring.thresholds(), calendar)
+                record_drift(features, key, report.batch, [*residuals, degradation_statistic(report, features, settings)])
+                checks[key] = [*monitoring_checks(report, features, settings), *drift_results(residuals)]
             chart = mse_chart_png(mse_history(features))
             registry_metadata = registry_tables(features)
         days = pl.DataFrame(
@@ -182,7 +201,7 @@ def definitions(calendar: Calendar) -> Definitions:
                 "mse_chart": MetadataValue.md(markdown_image(chart, "MSE per day: champion against the baselines")),
                 "days": MetadataValue.md(markdown_table(days, limit=len(reports))),
             },
-            check_results=monitoring_results("model_metrics", reports[-1].partition_key, checks),
+            check_results=monitoring_results("model_metrics", checks, context),
         )
         yield MaterializeResult(asset_key="warm_model", metadata=registry_metadata)
 
@@ -210,4 +229,30 @@ def definitions(calendar: Calendar) -> Definitions:
             tables = registry_tables(features)
         return MaterializeResult(metadata={**version_metadata(version, retrieval), **tables})
 
-    return Definitions(assets=[initial_model, daily_models, full_model])
+    @asset(
+        group_name="models",
+        deps=["training_examples", "model_metrics"],
+        partitions_def=daily,
+        kinds={"keras", "tensorflow"},
+        owners=OWNERS,
+        description="A full retrain of both stages outside the weekly calendar, on every example through the "
+        "day, requested by the retrain_on_drift sensor when drift or degradation alarms persist "
+        "(recsys.models.triggers). A candidate like the weekly retrain's: the promotion gate decides. Why it "
+        "was trained is in the registry (retrain_triggers).",
+    )
+    def triggered_model(
+        context: AssetExecutionContext, features_store: StoreResource, modeling: ModelingResource, monitoring: MonitoringResource
+    ) -> MaterializeResult:
+        batch = calendar.batch_of(context.partition_key)
+        with user_errors(), features_store.open() as features:
+            decision = retrain_decision(features, batch, monitoring.policy())
+            if not decision.retrain:
+                context.log.info(f"Materialized without a trigger ({decision.reason}): training as asked.")
+            version = train_full(features, modeling.settings(), calendar, batch, registry.CANDIDATE)
+            retrieval = train_full(features, modeling.settings(), calendar, batch, registry.CANDIDATE, registry.RETRIEVAL)
+            reason = decision.reason if decision.retrain else f"materialized by hand ({decision.reason})"
+            record_trigger(features, context.partition_key, batch, version.version, replace(decision, reason=reason))
+            tables = registry_tables(features)
+        return MaterializeResult(metadata={**version_metadata(version, retrieval), "trigger": reason, **tables})
+
+    return Definitions(assets=[initial_model, daily_models, full_model, triggered_model])

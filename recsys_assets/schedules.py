@@ -1,5 +1,5 @@
-"""What advances the replay on its own: a schedule that runs the next archive day at each tick, and
-a sensor that retrains once a week's days are all done.
+"""What advances the replay on its own: a schedule that runs the next archive day at each tick, a
+sensor that retrains once a week's days are all done, and one that retrains when drift persists.
 
 "Done" is what the Dagster instance records: a day is done once its daily run materialized
 `batch_recommendations`, the pipeline's last asset; a week once `full_model` has its partition.
@@ -27,9 +27,13 @@ from dagster import (
 )
 
 from recsys.calendar import Calendar
+from recsys.errors import RecsysError
+from recsys.models.triggers import retrain_decision
+from recsys_resources import MonitoringResource, StoreResource
 
 LAST_DAILY_ASSET = AssetKey("batch_recommendations")
 WEEKLY_ASSET = AssetKey("full_model")
+SCORED_ASSET = AssetKey("model_metrics")
 
 
 def _done_days(instance) -> set[str]:
@@ -81,3 +85,32 @@ def completed_week_sensor(job: JobDefinition, calendar: Calendar) -> SensorDefin
         return RunRequest(partition_key=week, run_key=week)
 
     return retrain_completed_week
+
+
+def drift_retrain_sensor(job: JobDefinition, calendar: Calendar) -> SensorDefinition:
+    @sensor(
+        job=job,
+        name="retrain_on_drift",
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="After each scored day, asks recsys.models.triggers whether drift or degradation alarms have "
+        "persisted (MonitoringResource: persist_days, cooldown_days) and if so runs a full retrain through that day.",
+    )
+    def retrain_on_drift(context: SensorEvaluationContext, features_store: StoreResource, monitoring: MonitoringResource):
+        scored = context.instance.get_materialized_partitions(SCORED_ASSET)
+        if not scored:
+            return SkipReason("No day has been scored yet.")
+        day = max(scored, key=calendar.batch_of)
+        if context.cursor == day:
+            return SkipReason(f"{day} was judged already.")
+        try:
+            with features_store.read() as features:
+                decision = retrain_decision(features, calendar.batch_of(day), monitoring.policy())
+        except RecsysError as error:  # e.g. a run holds the DuckDB file: judge at the next evaluation
+            return SkipReason(f"The feature store cannot be read now: {error}")
+        context.update_cursor(day)
+        if not decision.retrain:
+            return SkipReason(f"{day}: {decision.reason}.")
+        return RunRequest(partition_key=day, run_key=f"drift-{day}", tags={"recsys/retrain_trigger": decision.reason[:250]})
+
+    return retrain_on_drift

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -10,7 +11,9 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from recsys.models.ranking import PopularityWindow
+from recsys.models.triggers import RetrainPolicy
 from recsys.models.versions import ModelingSettings
+from recsys.quality.drift import DriftThresholds
 from recsys.serving.build import ServingSettings
 from recsys.settings import Settings, store_urls
 from recsys.stores import Store, open_store
@@ -25,6 +28,15 @@ class StoreResource(ConfigurableResource):
     )
     store: Optional[str] = Field(default=None, description="raw, lake or features: this store's URL is derived from `url`.")
     schema_name: str = Field(description="The file in sql/ that creates this store's tables.")
+
+    @contextmanager
+    def read(self) -> Iterator[Store]:
+        """Open the store to read only (a sensor between runs): nothing is created, writers wait least."""
+        store = open_store(store_urls(self.url)[self.store] if self.store else self.url, read_only=True)
+        try:
+            yield store
+        finally:
+            store.close()
 
     @contextmanager
     def open(self) -> Iterator[Store]:
@@ -112,6 +124,30 @@ class ServingResource(ConfigurableResource):
         )
 
 
+class MonitoringResource(ConfigurableResource):
+    """When the drift checks warn (defaults calibrated in benchmarks/drift.py) and when persisting
+    alarms trigger a full retrain outside the weekly calendar."""
+
+    reference_days: int = Field(default=DriftThresholds.reference_days, description="Trailing days a day is compared with.")
+    rating_psi: float = Field(default=DriftThresholds.rating_psi, description="PSI of the rating distribution (half stars).")
+    rating_wasserstein: float = Field(default=DriftThresholds.rating_wasserstein, description="Wasserstein distance of the ratings, in stars.")
+    genre_mix_psi: float = Field(default=DriftThresholds.genre_mix_psi, description="PSI of the rated movies' genre mix.")
+    genre_mean_shift: float = Field(default=DriftThresholds.genre_mean_shift, description="Largest shift of a genre's mean rating, in stars.")
+    new_user_share: float = Field(default=DriftThresholds.new_user_share, description="Change of the share of the day's users who are new.")
+    new_movie_share: float = Field(default=DriftThresholds.new_movie_share, description="Change of the share of the day's movies that are new.")
+    residual_mean: float = Field(default=DriftThresholds.residual_mean, description="Change of the champion's mean error, in stars.")
+    residual_spread: float = Field(default=DriftThresholds.residual_spread, description="Relative change of the champion's residual spread.")
+    min_genre_ratings: int = Field(default=DriftThresholds.min_genre_ratings, description="Ratings a genre needs on each side to compare its mean.")
+    persist_days: int = Field(default=RetrainPolicy.persist_days, description="Consecutive days with an alarm before a full retrain is triggered.")
+    cooldown_days: int = Field(default=RetrainPolicy.cooldown_days, description="Days from one triggered retrain to the next at the earliest.")
+
+    def thresholds(self) -> DriftThresholds:
+        return DriftThresholds(**{f.name: getattr(self, f.name) for f in fields(DriftThresholds)})
+
+    def policy(self) -> RetrainPolicy:
+        return RetrainPolicy(persist_days=self.persist_days, cooldown_days=self.cooldown_days)
+
+
 def build_resources(settings: Settings) -> dict:
     """The resources of the code location, from one settings value."""
 
@@ -133,4 +169,5 @@ def build_resources(settings: Settings) -> dict:
         "features_store": store("features"),
         "modeling": ModelingResource(artifact_dir=settings.model_dir, seed=settings.seed, rating_id_dim=settings.rating_id_dim),
         "serving": ServingResource(embedding_backend=settings.embedding_backend),
+        "monitoring": MonitoringResource(),
     }

@@ -251,7 +251,33 @@ CREATE TABLE IF NOT EXISTS model_metrics (
     rows          BIGINT           NOT NULL,
     mse           DOUBLE PRECISION NOT NULL,
     rmse          DOUBLE PRECISION NOT NULL,
-    mae           DOUBLE PRECISION NOT NULL
+    mae           DOUBLE PRECISION NOT NULL,
+    mean_error    DOUBLE PRECISION NOT NULL   -- prediction minus rating, averaged (the residuals' bias)
+);
+
+-- Data drift of each day against its trailing reference window (recsys.features.drift), and the
+-- champion's residual drift (recsys.models.monitoring): one row per statistic, read by the checks
+-- and the retrain trigger.
+CREATE TABLE IF NOT EXISTS drift_metrics (
+    partition_key TEXT             NOT NULL,
+    batch         INTEGER          NOT NULL,
+    check_name    TEXT             NOT NULL,  -- rating_distribution_drift | genre_drift | new_arrivals_drift | residual_drift
+    statistic     TEXT             NOT NULL,  -- psi | wasserstein | genre_mix_psi | ...
+    value         DOUBLE PRECISION NOT NULL,
+    threshold     DOUBLE PRECISION NOT NULL,
+    alarm         BOOLEAN          NOT NULL,  -- value > threshold
+    reference     TEXT             NOT NULL,  -- the window compared with, e.g. 2025-01-01..2025-01-07
+    contributors  TEXT             NOT NULL   -- JSON [[name, change], ...], what moved most first
+);
+
+-- Full retrains requested outside the weekly calendar (recsys.models.triggers): which version, why.
+CREATE TABLE IF NOT EXISTS retrain_triggers (
+    partition_key TEXT      NOT NULL,  -- the day whose alarms triggered it (it trains through that day)
+    batch         INTEGER   NOT NULL,
+    version       TEXT      NOT NULL,
+    reason        TEXT      NOT NULL,
+    alarms        TEXT      NOT NULL,  -- JSON {batch: ["check.statistic", ...]} of the days considered
+    decided_at    TIMESTAMP NOT NULL
 );
 
 -- Promotion gate decisions: a candidate replaces its stage's champion only if it beats it on the

@@ -26,10 +26,28 @@ DEMO_STORE = "HOME/stores"
 UI_URL = "http://127.0.0.1:3000"
 
 
+def parse_drift(spec: str, ratings: int, batch_size: int, bootstrap_rows: int | None) -> dict:
+    """`DAY:genre_appeal[:GENRE[:SHIFT]]` as the generator's drift: from the first rating of replay
+    day DAY (under the replay's batching) on, GENRE (Comedy) is rated SHIFT (-1.5) stars differently."""
+    from recsys.raw.archive import default_bootstrap_rows
+
+    parts = spec.split(":")
+    if len(parts) < 2 or parts[1] != "genre_appeal" or not parts[0].isdigit():
+        raise RecsysError(f"Drift {spec!r} is not DAY:genre_appeal[:GENRE[:SHIFT]] (e.g. 4:genre_appeal:Comedy:-1.5).")
+    try:
+        shift = float(parts[3]) if len(parts) > 3 else -1.5
+    except ValueError:
+        raise RecsysError(f"The shift in drift {spec!r} is not a number of stars.") from None
+    day = int(parts[0])
+    start = default_bootstrap_rows(ratings, bootstrap_rows, batch_size) + day * batch_size
+    return {"kind": "genre_appeal", "day": day, "from_row": start, "genre": parts[2] if len(parts) > 2 else "Comedy", "shift": shift}
+
+
 def _generate(args: argparse.Namespace) -> None:
     from recsys.sources import synthetic
 
-    truth = synthetic.generate(Path(args.out), args.ratings, seed=args.seed)
+    drift = [parse_drift(spec, args.ratings, args.batch_size, args.bootstrap_rows) for spec in args.drift]
+    truth = synthetic.generate(Path(args.out), args.ratings, seed=args.seed, drift=drift)
     print(
         f"Wrote {args.ratings:,} ratings by {truth['n_users']:,} users of {truth['n_movies']:,} movies to {args.out} "
         f"(noise floor MSE {truth['noise_floor_mse']:.4f}; see truth.json)."
@@ -100,6 +118,7 @@ def _run_replay(args: argparse.Namespace) -> dict:
         data=settings.data_dir, days=args.days, batch_size=args.batch_size, bootstrap_rows=args.bootstrap_rows,
         start_date=args.start_date, store=resolved_store(args.store),
         seed=args.seed, range_runs=args.range_runs, resume=args.resume, feature_time=args.feature_time,
+        drift_retrain=not args.no_drift_retrain,
     )  # fmt: skip
     return replay(config, settings, dagster_home(settings), progress=lambda line: print(line, flush=True))
 
@@ -186,6 +205,10 @@ def _replay_options(parser: argparse.ArgumentParser, batch_size: int, bootstrap_
     parser.add_argument("--range-runs", action="store_true", help="one Dagster run per week of days (single-run backfill)")
     parser.add_argument("--resume", action="store_true", help="keep the stores and instance instead of starting empty")
     parser.add_argument(
+        "--no-drift-retrain", action="store_true",
+        help="full retrains on the weekly calendar only, never triggered by persisting drift or degradation alarms",
+    )  # fmt: skip
+    parser.add_argument(
         "--feature-time", choices=["event", "batch"], default="event",
         help="event: features use every earlier rating, the same day included; batch: only earlier days",
     )  # fmt: skip
@@ -207,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", required=True, help="directory to write ratings.csv, movies.csv, truth.json")
     generate.add_argument("--ratings", type=int, required=True, help="number of ratings")
     generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument(
+        "--drift", action="append", default=[], metavar="DAY:KIND",
+        help="a drift scenario, e.g. 4:genre_appeal:Comedy:-1.5 (from replay day 4 on, Comedy is rated 1.5 stars "
+        "lower); days count under --batch-size and --bootstrap-rows; repeatable",
+    )  # fmt: skip
+    generate.add_argument("--batch-size", type=int, default=50_000, help="the replay's rows per day, to place --drift days")
+    generate.add_argument("--bootstrap-rows", type=int, default=None, help="the replay's bootstrap rows, to place --drift days")
     generate.set_defaults(handler=_generate)
 
     download = command("download", help="download and unzip a MovieLens archive")

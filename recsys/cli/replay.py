@@ -32,6 +32,7 @@ from dagster import (
 from recsys.errors import RecsysError
 from recsys.models.daily import MSE_MODELS
 from recsys.models.monitoring import CHART_MODELS, mse_history
+from recsys.models.triggers import RetrainPolicy, retrain_decision
 from recsys.raw.load import archive_file_days
 from recsys.reporting import mse_chart_png
 from recsys.settings import Settings
@@ -45,7 +46,7 @@ LAYER_OF_STEP = {
     "raw_movies": "raw", "raw_ratings": "raw",
     "lake_movies": "lake", "lake_bootstrap": "lake", "lake_ratings": "lake",
     "movie_features": "features", "bootstrap_features": "features", "daily_features": "features",
-    "initial_model": "models", "daily_models": "models", "full_model": "models",
+    "initial_model": "models", "daily_models": "models", "full_model": "models", "triggered_model": "models",
     "champion_embeddings": "serving", "popular_movies": "serving", "batch_recommendations": "serving",
 }  # fmt: skip
 
@@ -62,6 +63,7 @@ class ReplayConfig:
     range_runs: bool = False
     resume: bool = False
     feature_time: str = "event"
+    drift_retrain: bool = True  # apply the drift retrain trigger after each day, as the sensor does
 
 
 @dataclass
@@ -76,6 +78,7 @@ class ReplayRuns:
     checks: dict[str, dict[str, int]] = field(default_factory=dict)
     runs: int = 0
     run_seconds: float = 0.0
+    triggers: dict[str, str] = field(default_factory=dict)  # partition -> why a full retrain was triggered
 
     def run(
         self, job: str, partition: str | None = None, last: str | None = None, op_config: dict | None = None
@@ -159,6 +162,14 @@ def _run(config: ReplayConfig, settings: Settings, dagster_home: Path, progress:
         first_key, last_key = calendar.partition_of(day), calendar.partition_of(last)
         result = state.run("daily_pipeline", first_key, last_key)
         state.count_checks(result, [calendar.partition_of(d) for d in range(day, last + 1)])
+        if config.drift_retrain:
+            # What the retrain_on_drift sensor does after each scored day, by the same rule.
+            with open_store(settings.features_url, read_only=True) as features:
+                decision = retrain_decision(features, last, RetrainPolicy())
+            if decision.retrain:
+                state.run("drift_retrain", last_key)
+                state.triggers[last_key] = decision.reason
+                progress(f"{last_key}: full retrain triggered ({decision.reason})")
         if last % 7 == 6:
             state.run("weekly_retrain", calendar.week_key(calendar.week_of(last)))
         elapsed = time.perf_counter() - started
@@ -215,6 +226,8 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
                 "champion_version": champion.get(batch),
                 # The day's promotion gate put a new rating champion in service (from the next day on).
                 "promoted": batch in promoted,
+                # Why a full retrain ran after the day outside the weekly calendar (None: it did not).
+                "retrain_triggered": state.triggers.get(key),
             }
         )
     means = {

@@ -116,7 +116,10 @@ def score_day(batch: int, lake: Store, features: Store, calendar: Calendar) -> D
             rows.append({"model": name, "version": version, "segment": segment, "rows": int(mask.sum()), **figures})
     table = pl.DataFrame(
         rows,
-        schema={"model": pl.String, "version": pl.String, "segment": pl.String, "rows": pl.Int64, "mse": pl.Float64, "rmse": pl.Float64, "mae": pl.Float64},
+        schema={
+            "model": pl.String, "version": pl.String, "segment": pl.String, "rows": pl.Int64,
+            "mse": pl.Float64, "rmse": pl.Float64, "mae": pl.Float64, "mean_error": pl.Float64,
+        },  # fmt: skip
     )
     return DayScores(table, models, examples, past, loaded["champion"], predictions["champion"])
 

@@ -165,7 +165,9 @@ def decide_promotion(
 
 def recorded_scores(store: Store, batch: int) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """A day's test-then-train figures as first recorded (MSE table, ranking table), if any."""
-    table = store.query("SELECT model, version, segment, rows, mse, rmse, mae FROM model_metrics WHERE batch = $batch", {"batch": batch})
+    table = store.query(
+        "SELECT model, version, segment, rows, mse, rmse, mae, mean_error FROM model_metrics WHERE batch = $batch", {"batch": batch}
+    )
     if table.height == 0:
         return None
     ranks = store.query(

@@ -156,9 +156,10 @@ def predict(model: keras.Model, examples: pl.DataFrame, config: ModelConfig) -> 
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """mse, rmse and mae of predictions against true ratings."""
+    """mse, rmse and mae of predictions against true ratings, and the mean error (prediction minus
+    rating: a model that overrates has a positive one; with the MSE it gives the residuals' spread)."""
     error = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
     mse = float(np.mean(error**2))
-    return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(error)))}
+    return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(error))), "mean_error": float(-np.mean(error))}
 
 

@@ -153,3 +153,40 @@ def test_the_calendar_is_the_archives_from_its_files_then_from_the_raw_store(tmp
     assert loaded.calendar.days == 5
     keys = build_definitions(loaded).resolve_asset_graph().get(AssetKey("lake_ratings")).partitions_def.get_partition_keys()
     assert keys == [(loaded.start_date + dt.timedelta(days=d)).isoformat() for d in range(5)]
+
+
+def test_the_drift_sensor_requests_a_retrain_of_the_day_whose_alarms_persisted(tmp_path):
+    import datetime as dt
+
+    from dagster import AssetMaterialization, build_sensor_context, instance_for_test
+
+    from recsys.stores import open_store
+    from recsys_resources import MonitoringResource, StoreResource
+
+    settings = Settings.for_store(str(tmp_path), start_date=dt.date(2025, 1, 1), archive_days=5)
+    built = build_definitions(settings)
+    sensor = built.resolve_sensor_def("retrain_on_drift")
+    with open_store(settings.features_url) as features:
+        features.apply_schema("features")
+        features.insert("drift_metrics", pl.DataFrame(
+            [{"partition_key": f"2025-01-0{b + 1}", "batch": b, "check_name": "genre_drift", "statistic": "genre_mean_shift",
+              "value": 1.4 if b >= 1 else 0.1, "threshold": 0.35, "alarm": b >= 1, "reference": "w", "contributors": "[]"} for b in range(3)],
+            schema_overrides={"batch": pl.Int32},
+        ))  # fmt: skip
+    resources = {"features_store": StoreResource(url=settings.features_url, schema_name="features"), "monitoring": MonitoringResource()}
+    with instance_for_test() as instance:
+
+        def evaluate(cursor=None):
+            context = build_sensor_context(instance=instance, repository_def=built.get_repository_def(), resources=resources, cursor=cursor)
+            return sensor.evaluate_tick(context)
+
+        assert evaluate().skip_message == "No day has been scored yet."
+        for day in ("2025-01-01", "2025-01-02"):
+            instance.report_runless_asset_event(AssetMaterialization(asset_key="model_metrics", partition=day))
+        assert "no alarm on 1 of the last 2 days" in evaluate().skip_message  # one day of alarms is not a trend
+        instance.report_runless_asset_event(AssetMaterialization(asset_key="model_metrics", partition="2025-01-03"))
+        tick = evaluate()
+        (request,) = tick.run_requests
+        assert request.partition_key == "2025-01-03" and tick.cursor == "2025-01-03"
+        assert "genre_drift.genre_mean_shift" in request.tags["recsys/retrain_trigger"]
+        assert "judged already" in evaluate(cursor="2025-01-03").skip_message  # one request per day

@@ -92,7 +92,8 @@ def test_day_by_day_and_range_runs_agree_and_equal_a_from_scratch_pass(tied_arch
     monkeypatch.setattr(features, "MAX_DAYS_PER_PASS", 3)
     platform.run(["bootstrap_features"])
     result = platform.run(["daily_features"], 0, last=3)
-    assert {e.check_name for e in result.get_asset_check_evaluations()} == {"training_examples_values", "user_genre_profiles_values"}
+    checks = {"training_examples_values", "user_genre_profiles_values", "rating_distribution_drift", "genre_drift", "new_arrivals_drift"}
+    assert {e.check_name for e in result.get_asset_check_evaluations()} == checks
     assert_frame_equal(platform.query("features", "SELECT * FROM training_examples ORDER BY seq"), one_by_one)
     assert_frame_equal(platform.query("features", "SELECT * FROM user_state ORDER BY user_id"), state)
 

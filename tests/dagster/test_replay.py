@@ -144,3 +144,31 @@ def test_starting_one_store_over_leaves_another_stores_artifacts_alone(pg_base, 
         _start_empty(ours, instance)
     assert not Path(ours.model_dir).exists()
     assert (Path(theirs.model_dir) / "full-bootstrap.keras").read_bytes() == b"a model"
+
+
+def test_a_drift_raises_alarms_only_from_its_day_and_a_persisting_one_triggers_a_recorded_retrain(tmp_path):
+    from recsys.sources import synthetic
+    from recsys.stores import open_store
+
+    data = tmp_path / "drift"
+    # From replay day 2 on (after 6,000 bootstrap rows, 2,000 a day) Comedy is rated 1.5 stars lower.
+    synthetic.generate(data, 6_000 + 5 * 2_000, seed=5, drift=[{"kind": "genre_appeal", "from_row": 10_000, "genre": "Comedy", "shift": -1.5}])
+    home, report_path = dagster_home(tmp_path, None), tmp_path / "report.json"
+    result = recsys("replay", "--data", str(data), "--store", str(tmp_path / "stores"), "--report", str(report_path), *ARGS, home=home)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    with open_store(str(tmp_path / "stores" / "features.duckdb"), read_only=True) as features:
+        alarms = features.query("SELECT batch, check_name, statistic FROM drift_metrics WHERE alarm ORDER BY batch")
+        triggers = features.query("SELECT partition_key, version, reason FROM retrain_triggers")
+        versions = features.query("SELECT version, kind, last_batch FROM model_versions WHERE stage = 'rating' AND kind = 'full'")
+    data_alarms = alarms.filter(alarms["check_name"] != "champion_mse_not_degraded")
+    assert data_alarms["batch"].min() == 2  # the stable days raised none; the drift's own day did
+    assert ("genre_drift", "genre_mean_shift") in set(data_alarms.filter(data_alarms["batch"] == 2).select("check_name", "statistic").iter_rows())
+    # Two days of alarms: the full retrain ran after day 3, through it, and the registry says why.
+    triggered = {d["partition"]: d["retrain_triggered"] for d in report["days"] if d["retrain_triggered"]}
+    assert list(triggered) == ["2025-01-04"] and "genre_drift.genre_mean_shift" in triggered["2025-01-04"]
+    (trigger,) = triggers.iter_rows(named=True)
+    assert trigger["partition_key"] == "2025-01-04" and trigger["reason"] == triggered["2025-01-04"]
+    assert versions.filter(versions["version"] == trigger["version"])["last_batch"].to_list() == [3]
+    # The triggered model is a candidate like any other: the next day's gate judged it.
+    assert report["days"][4]["mse"]["full"] is not None

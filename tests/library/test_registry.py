@@ -87,7 +87,7 @@ def day_report(batch: int, champion: float, bias: float) -> DayReport:
 
 def record_champion_mse(db, batch: int, mse: float) -> None:
     row = {"partition_key": f"day-{batch}", "batch": batch, "model": "champion", "version": "c", "segment": "all",
-           "rows": 10, "mse": mse, "rmse": math.sqrt(mse), "mae": mse}  # fmt: skip
+           "rows": 10, "mse": mse, "rmse": math.sqrt(mse), "mae": mse, "mean_error": 0.0}  # fmt: skip
     registry.record_metrics(db, batch, pl.DataFrame([row]).with_columns(pl.col("batch").cast(pl.Int32)))
 
 

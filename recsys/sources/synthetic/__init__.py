@@ -14,6 +14,8 @@ Generative model (also written to truth.json):
   (one value per genre) and an activity weight ~ lognormal(0, activity_sigma).
 * Latent mean m_ui = mu + b_u + b_i + mean of p_ug over the movie's genres (0 without genres).
   Observed rating r = clip(round_to_half(m_ui + eps), 0.5, 5.0) with eps ~ N(0, sigma_noise).
+* Drift (optional, `drift`): from a given rating of the stream on, a genre's appeal shifts: every
+  movie of the genre gets `shift` added to its latent mean (truth.json says what changed when).
 * Time: ratings are written in time order starting at `start_timestamp`, with Poisson gaps of
   `mean_gap_seconds`. Users and movies arrive in id order: a share is present from the start and the
   rest arrive at an even pace over the stream; each rating picks its user (by activity weight) and
@@ -98,6 +100,8 @@ def generate(out: Path, n_ratings: int, seed: int = 0, **params: Any) -> dict[st
         "genres": list(GENRES),
         "genre_weights": [GENRE_WEIGHTS[genre] for genre in GENRES],
         "params": {key: settings[key] for key in DEFAULT_PARAMS},
+        # What changed when: each drift scenario, from which rating of the stream on.
+        "drift": settings["drift"],
         **stats,
     }
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")

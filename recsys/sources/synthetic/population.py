@@ -58,6 +58,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "mean_gap_seconds": 5.0,
     "chunk_size": 1_000_000,
     "unique_pairs": True,  # each user rates a movie at most once, as in MovieLens
+    # Drift scenarios: [{"kind": "genre_appeal", "from_row": N, "genre": "Comedy", "shift": -1.5}]:
+    # from rating N of the stream on, every movie of the genre is rated `shift` stars differently.
+    "drift": [],
 }
 
 
@@ -96,6 +99,9 @@ def settings_for(n_ratings: int, params: dict[str, Any]) -> dict[str, Any]:
         raise RecsysError(f"sigma_noise must be positive, got {settings['sigma_noise']!r}.")
     if len(settings["genre_count_probs"]) != 3 or not math.isclose(sum(settings["genre_count_probs"]), 1.0):
         raise RecsysError("genre_count_probs must be three probabilities (1, 2, 3 genres) that sum to 1.")
+    for drift in settings["drift"]:
+        if drift.get("kind") != "genre_appeal" or drift.get("genre") not in GENRE_WEIGHTS:
+            raise RecsysError(f"Drift {drift!r} is not a genre_appeal shift of one of the genres {', '.join(GENRE_WEIGHTS)}.")
     if int(settings["chunk_size"]) < 1:
         raise RecsysError(f"chunk_size must be positive, got {settings['chunk_size']!r}.")
     return settings

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from recsys.errors import RecsysError
+from recsys.genres import GENRES
 from recsys.sources.synthetic.moments import rating_moments
 from recsys.sources.synthetic.population import initial_count, rng_for
 
@@ -72,7 +73,7 @@ def write_ratings(
             last_timestamp = int(timestamps[-1])
 
             base = mu + population["user_bias"][users] + population["item_bias"][movies]
-            latent = base + _genre_term(users, movies, population)
+            latent = base + _genre_term(users, movies, population) + _drift_term(index, movies, settings["drift"], population)
             noisy = latent + rng.normal(0.0, sigma_noise, size)
             ratings = np.clip(np.round(noisy * 2.0) / 2.0, 0.5, 5.0)
 
@@ -209,6 +210,16 @@ def _searchsorted(haystack: np.ndarray, needles: np.ndarray, side: str = "left")
 def _merge_sorted(sorted_keys: np.ndarray, new_sorted_keys: np.ndarray) -> np.ndarray:
     """Merge two sorted arrays in linear time (np.insert at the searchsorted positions)."""
     return np.insert(sorted_keys, np.searchsorted(sorted_keys, new_sorted_keys), new_sorted_keys)
+
+
+def _drift_term(index: np.ndarray, movies: np.ndarray, drifts: list[dict[str, Any]], population: dict[str, Any]) -> np.ndarray:
+    """The shifts of the drift scenarios in force at each rating (see DEFAULT_PARAMS["drift"])."""
+    term = np.zeros(index.size)
+    for drift in drifts:
+        genre = GENRES.index(drift["genre"])
+        has_genre = (population["movie_genres"][movies] == genre).any(axis=1)
+        term += np.where((index >= drift["from_row"]) & has_genre, float(drift["shift"]), 0.0)
+    return term
 
 
 def _genre_term(users: np.ndarray, movies: np.ndarray, population: dict[str, Any]) -> np.ndarray:
