@@ -27,14 +27,18 @@ PSI_FLOOR = 1e-4
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    """When a statistic raises an alarm. The defaults were calibrated on the MovieLens 100K replay
-    and stable synthetic archives (benchmarks/drift.py) to about one alarm in twenty days."""
+    """When a statistic raises an alarm. The defaults were calibrated on a stable synthetic replay
+    (20 days) and the MovieLens 100K one (10 days) in benchmarks/drift.py: round values just above
+    what those days reach, so a check raises about one alarm in twenty days on them. MovieLens days
+    are lumpier than synthetic ones (a few users' sessions make a day): at 0.35 stars one genre's
+    mean shifted past the threshold on 2 of its 10 days, at 0.5 on none; the Wasserstein distance
+    reached 0.38 on one day (a real outlier, flagged with PSI 0.14) and 0.17 on another."""
 
     rating_psi: float = 0.1
-    rating_wasserstein: float = 0.15  # stars
+    rating_wasserstein: float = 0.2  # stars
     genre_mix_psi: float = 0.1
-    genre_mean_shift: float = 0.35  # stars, the largest shift of one genre's mean rating
-    new_user_share: float = 0.25  # absolute change of the share of the day's users who are new
+    genre_mean_shift: float = 0.5  # stars, the largest shift of one genre's mean rating
+    new_user_share: float = 0.3  # absolute change of the share of the day's users who are new
     new_movie_share: float = 0.1  # the same for movies
     residual_mean: float = 0.25  # stars: the champion's mean error against the reference's
     residual_spread: float = 0.3  # relative change of the residuals' standard deviation
