@@ -27,20 +27,29 @@ UI_URL = "http://127.0.0.1:3000"
 
 
 def parse_drift(spec: str, ratings: int, batch_size: int, bootstrap_rows: int | None) -> dict:
-    """`DAY:genre_appeal[:GENRE[:SHIFT]]` as the generator's drift: from the first rating of replay
-    day DAY (under the replay's batching) on, GENRE (Comedy) is rated SHIFT (-1.5) stars differently."""
+    """A drift scenario for the generator, from replay day DAY (under the replay's batching) on:
+    `DAY:genre_appeal[:GENRE[:SHIFT]]` (Comedy, -1.5 stars), `DAY:new_population[:COUNT[:SHARE]]`
+    (a quarter as many new users as there are, half the ratings) or `DAY:catalog_growth[:COUNT[:SHARE]]`
+    (a tenth as many new movies, 30% of the ratings)."""
     from recsys.raw.archive import default_bootstrap_rows
+    from recsys.sources.synthetic import population_size
 
     parts = spec.split(":")
-    if len(parts) < 2 or parts[1] != "genre_appeal" or not parts[0].isdigit():
-        raise RecsysError(f"Drift {spec!r} is not DAY:genre_appeal[:GENRE[:SHIFT]] (e.g. 4:genre_appeal:Comedy:-1.5).")
-    try:
-        shift = float(parts[3]) if len(parts) > 3 else -1.5
-    except ValueError:
-        raise RecsysError(f"The shift in drift {spec!r} is not a number of stars.") from None
-    day = int(parts[0])
+    kinds = ("genre_appeal", "new_population", "catalog_growth")
+    if len(parts) < 2 or parts[1] not in kinds or not parts[0].isdigit():
+        raise RecsysError(f"Drift {spec!r} is not DAY:KIND[:...] with KIND one of {', '.join(kinds)} (e.g. 4:genre_appeal:Comedy:-1.5).")
+    day, kind = int(parts[0]), parts[1]
     start = default_bootstrap_rows(ratings, bootstrap_rows, batch_size) + day * batch_size
-    return {"kind": "genre_appeal", "day": day, "from_row": start, "genre": parts[2] if len(parts) > 2 else "Comedy", "shift": shift}
+    try:
+        if kind == "genre_appeal":
+            shift = float(parts[3]) if len(parts) > 3 else -1.5
+            return {"kind": kind, "day": day, "from_row": start, "genre": parts[2] if len(parts) > 2 else "Comedy", "shift": shift}
+        users, movies = population_size(ratings)
+        count = int(parts[2]) if len(parts) > 2 else (users // 4 if kind == "new_population" else movies // 10)
+        share = float(parts[3]) if len(parts) > 3 else (0.5 if kind == "new_population" else 0.3)
+    except ValueError:
+        raise RecsysError(f"Drift {spec!r} has a count or share that is not a number.") from None
+    return {"kind": kind, "day": day, "from_row": start, "count": count, "share": share}
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -232,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument(
         "--drift", action="append", default=[], metavar="DAY:KIND",
-        help="a drift scenario, e.g. 4:genre_appeal:Comedy:-1.5 (from replay day 4 on, Comedy is rated 1.5 stars "
-        "lower); days count under --batch-size and --bootstrap-rows; repeatable",
+        help="a drift scenario from replay day DAY on: DAY:genre_appeal[:GENRE[:SHIFT]] (e.g. 4:genre_appeal:Comedy:-1.5, "
+        "Comedy rated 1.5 stars lower), DAY:new_population[:COUNT[:SHARE]] (new users make SHARE of the ratings), "
+        "DAY:catalog_growth[:COUNT[:SHARE]] (new movies get SHARE); days count under --batch-size and --bootstrap-rows; repeatable",
     )  # fmt: skip
     generate.add_argument("--batch-size", type=int, default=50_000, help="the replay's rows per day, to place --drift days")
     generate.add_argument("--bootstrap-rows", type=int, default=None, help="the replay's bootstrap rows, to place --drift days")

@@ -41,7 +41,7 @@ DATA_DRIFT_DESCRIPTIONS = {
     "rating_distribution_drift": "Warns when the day's ratings are distributed unlike the trailing days' (PSI over "
     "half stars, Wasserstein distance in stars).",
     "genre_drift": "Warns when the genre mix of the rated movies (PSI) or one genre's mean rating moved away from the trailing days'.",
-    "new_arrivals_drift": "Warns when the share of the day's users, or movies, that are new moved away from the trailing days' mean.",
+    "new_arrivals_drift": "Warns when the share of the day's ratings by new users, or of new movies, moved away from the trailing days' mean.",
 }
 
 

@@ -5,7 +5,7 @@ A day is compared with a trailing reference window on what the model consumes:
   distance in stars, which PSI cannot tell from a reshuffle of the same mass;
 - the genre mix of the rated movies (PSI over genres) and each genre's mean rating (the largest
   shift among genres with enough ratings on both sides);
-- the share of the day's users and of its movies that had no rating before (new arrivals);
+- the share of the day's ratings by users, and for movies, that had no rating before (arrivals);
 - the champion's residuals (prediction minus rating): their mean and spread.
 
 Each statistic comes back with its threshold, the window it was compared with and what contributed
@@ -38,8 +38,8 @@ class DriftThresholds:
     rating_wasserstein: float = 0.2  # stars
     genre_mix_psi: float = 0.1
     genre_mean_shift: float = 0.5  # stars, the largest shift of one genre's mean rating
-    new_user_share: float = 0.3  # absolute change of the share of the day's users who are new
-    new_movie_share: float = 0.1  # the same for movies
+    new_user_share: float = 0.3  # absolute change of the share of the day's ratings by new users
+    new_movie_share: float = 0.1  # the same for ratings of new movies
     residual_mean: float = 0.25  # stars: the champion's mean error against the reference's
     residual_spread: float = 0.3  # relative change of the residuals' standard deviation
     reference_days: int = 7  # the trailing window a day is compared with
@@ -136,20 +136,23 @@ def genre_drift(
 
 
 def new_shares(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per batch: the share of its users, and of its movies, that had no rating before (a row with
-    no earlier rating of its user, or movie, marks it new; true of both feature timings)."""
+    """Per batch: the share of its ratings made by users, and given to movies, that had no rating
+    before that batch: what the model meets without history. (A row with no earlier rating of its
+    user, or movie, marks them new that day: true under event-time and batch-time features alike.)"""
+    new_users = frame.filter(pl.col("u_count") == 0).select("batch", "user_id").unique().with_columns(new_user=pl.lit(1.0))
+    new_movies = frame.filter(pl.col("m_count") == 0).select("batch", "movie_id").unique().with_columns(new_movie=pl.lit(1.0))
     return (
-        frame.group_by("batch")
-        .agg(
-            (pl.col("user_id").filter(pl.col("u_count") == 0).n_unique() / pl.col("user_id").n_unique()).alias("new_users"),
-            (pl.col("movie_id").filter(pl.col("m_count") == 0).n_unique() / pl.col("movie_id").n_unique()).alias("new_movies"),
-        )
+        frame.select("batch", "user_id", "movie_id")
+        .join(new_users, on=["batch", "user_id"], how="left")
+        .join(new_movies, on=["batch", "movie_id"], how="left")
+        .group_by("batch")
+        .agg(pl.col("new_user").fill_null(0.0).mean().alias("new_users"), pl.col("new_movie").fill_null(0.0).mean().alias("new_movies"))
         .sort("batch")
     )
 
 
 def arrival_drift(day: pl.DataFrame, reference: pl.DataFrame, thresholds: DriftThresholds, window: str) -> list[DriftStatistic]:
-    """How far the day's shares of new users and new movies are from the reference days' mean.
+    """How far the day's shares of ratings by new users and of new movies are from the reference days' mean.
     Only daily batches count as reference days (the bootstrap is years of history at once)."""
     today = new_shares(day).row(0, named=True)
     past = new_shares(reference.filter(pl.col("batch") >= 0))

@@ -146,29 +146,36 @@ def test_starting_one_store_over_leaves_another_stores_artifacts_alone(pg_base, 
     assert (Path(theirs.model_dir) / "full-bootstrap.keras").read_bytes() == b"a model"
 
 
-def test_a_drift_raises_alarms_only_from_its_day_and_a_persisting_one_triggers_a_recorded_retrain(tmp_path):
+def test_each_drift_kind_raises_its_alarm_on_its_day_and_a_persisting_one_triggers_a_recorded_retrain(tmp_path):
+    from recsys.cli.main import parse_drift
     from recsys.sources import synthetic
     from recsys.stores import open_store
 
-    data = tmp_path / "drift"
-    # From replay day 2 on (after 6,000 bootstrap rows, 2,000 a day) Comedy is rated 1.5 stars lower.
-    synthetic.generate(data, 6_000 + 5 * 2_000, seed=5, drift=[{"kind": "genre_appeal", "from_row": 10_000, "genre": "Comedy", "shift": -1.5}])
+    data, ratings = tmp_path / "drift", 6_000 + 8 * 2_000
+    # After 6,000 bootstrap rows and 2,000 a day: Comedy rated 1.5 stars lower from day 2, new
+    # users making half the ratings from day 4, new movies getting 30% from day 6.
+    drift = [parse_drift(spec, ratings, 2_000, 6_000) for spec in ("2:genre_appeal", "4:new_population", "6:catalog_growth")]
+    synthetic.generate(data, ratings, seed=5, drift=drift)
     home, report_path = dagster_home(tmp_path, None), tmp_path / "report.json"
     result = recsys("replay", "--data", str(data), "--store", str(tmp_path / "stores"), "--report", str(report_path), *ARGS, home=home)
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
     with open_store(str(tmp_path / "stores" / "features.duckdb"), read_only=True) as features:
         alarms = features.query("SELECT batch, check_name, statistic FROM drift_metrics WHERE alarm ORDER BY batch")
-        triggers = features.query("SELECT partition_key, version, reason FROM retrain_triggers")
-        versions = features.query("SELECT version, kind, last_batch FROM model_versions WHERE stage = 'rating' AND kind = 'full'")
+        triggers = features.query("SELECT partition_key, version, reason FROM retrain_triggers ORDER BY batch")
+        versions = features.query("SELECT version, last_batch FROM model_versions WHERE stage = 'rating' AND kind = 'full'")
+    first_alarm = {
+        statistic: alarms.filter(alarms["statistic"] == statistic)["batch"].min()
+        for statistic in ("genre_mean_shift", "new_users_share_change", "new_movies_share_change")
+    }
+    assert first_alarm == {"genre_mean_shift": 2, "new_users_share_change": 4, "new_movies_share_change": 6}
     data_alarms = alarms.filter(alarms["check_name"] != "champion_mse_not_degraded")
-    assert data_alarms["batch"].min() == 2  # the stable days raised none; the drift's own day did
-    assert ("genre_drift", "genre_mean_shift") in set(data_alarms.filter(data_alarms["batch"] == 2).select("check_name", "statistic").iter_rows())
-    # Two days of alarms: the full retrain ran after day 3, through it, and the registry says why.
+    assert data_alarms["batch"].min() == 2  # the stable days raised none
+    # Two days of alarms: the first full retrain ran after day 3, through it, and the registry says why.
     triggered = {d["partition"]: d["retrain_triggered"] for d in report["days"] if d["retrain_triggered"]}
-    assert list(triggered) == ["2025-01-04"] and "genre_drift.genre_mean_shift" in triggered["2025-01-04"]
-    (trigger,) = triggers.iter_rows(named=True)
-    assert trigger["partition_key"] == "2025-01-04" and trigger["reason"] == triggered["2025-01-04"]
-    assert versions.filter(versions["version"] == trigger["version"])["last_batch"].to_list() == [3]
+    first = triggers.row(0, named=True)
+    assert first["partition_key"] == "2025-01-04" and "genre_drift.genre_mean_shift" in first["reason"]
+    assert triggered["2025-01-04"] == first["reason"] and set(triggered) == set(triggers["partition_key"])
+    assert versions.filter(versions["version"] == first["version"])["last_batch"].to_list() == [3]
     # The triggered model is a candidate like any other: the next day's gate judged it.
     assert report["days"][4]["mse"]["full"] is not None

@@ -65,9 +65,11 @@ def test_genre_drift_names_the_genre_whose_ratings_moved():
     assert mean_shift.contributors[0] == ("comedy", pytest.approx(-1.5))
 
 
-def test_arrival_drift_compares_the_share_of_new_users_with_earlier_days():
+def test_arrival_drift_compares_the_share_of_ratings_by_new_users_with_earlier_days():
+    # Earlier days: one new user rating once among nine regulars (10% of the ratings).
     earlier = pl.concat([frame([4.0] * 10, batch=b, users=list(range(10)), u_count=[0] + [3] * 9) for b in (1, 2)])
-    crowd = frame([4.0] * 10, batch=3, users=list(range(10)), u_count=[0] * 8 + [3] * 2)
+    # Then two newcomers make 8 of the 10 ratings (each first rating has no earlier one).
+    crowd = frame([4.0] * 10, batch=3, users=[0, 0, 0, 0, 1, 1, 1, 1, 2, 3], u_count=[0, 1, 2, 3, 0, 1, 2, 3, 5, 5])
     users, movies = arrival_drift(crowd, earlier, THRESHOLDS, "w")
     assert users.alarm and users.value == pytest.approx(0.8 - 0.1)
     assert not movies.alarm

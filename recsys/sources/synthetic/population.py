@@ -58,8 +58,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "mean_gap_seconds": 5.0,
     "chunk_size": 1_000_000,
     "unique_pairs": True,  # each user rates a movie at most once, as in MovieLens
-    # Drift scenarios: [{"kind": "genre_appeal", "from_row": N, "genre": "Comedy", "shift": -1.5}]:
-    # from rating N of the stream on, every movie of the genre is rated `shift` stars differently.
+    # Drift scenarios, each from rating `from_row` of the stream on:
+    # {"kind": "genre_appeal", "genre": "Comedy", "shift": -1.5}: the genre's movies are rated
+    #   `shift` stars differently;
+    # {"kind": "new_population", "count": 500, "share": 0.5}: `count` users who were not there
+    #   before (drawn from the same priors) make a `share` of the ratings;
+    # {"kind": "catalog_growth", "count": 300, "share": 0.3}: `count` new movies get a `share`.
     "drift": [],
 }
 
@@ -100,8 +104,15 @@ def settings_for(n_ratings: int, params: dict[str, Any]) -> dict[str, Any]:
     if len(settings["genre_count_probs"]) != 3 or not math.isclose(sum(settings["genre_count_probs"]), 1.0):
         raise RecsysError("genre_count_probs must be three probabilities (1, 2, 3 genres) that sum to 1.")
     for drift in settings["drift"]:
-        if drift.get("kind") != "genre_appeal" or drift.get("genre") not in GENRE_WEIGHTS:
-            raise RecsysError(f"Drift {drift!r} is not a genre_appeal shift of one of the genres {', '.join(GENRE_WEIGHTS)}.")
+        kind = drift.get("kind")
+        if kind == "genre_appeal" and drift.get("genre") in GENRE_WEIGHTS:
+            continue
+        if kind in ("new_population", "catalog_growth") and int(drift.get("count", 0)) > 0 and 0 < float(drift.get("share", 0)) <= 1:
+            continue
+        raise RecsysError(
+            f"Drift {drift!r} is neither a genre_appeal shift of one of the genres {', '.join(GENRE_WEIGHTS)} nor a "
+            "new_population or catalog_growth with a positive count and a share in (0, 1]."
+        )
     if int(settings["chunk_size"]) < 1:
         raise RecsysError(f"chunk_size must be positive, got {settings['chunk_size']!r}.")
     return settings
@@ -136,7 +147,10 @@ def rng_for(seed: int, *key: int) -> np.random.Generator:
 
 def make_population(n_ratings: int, seed: int, settings: dict[str, Any]) -> dict[str, Any]:
     rng = rng_for(seed, 0)
-    n_users, n_movies = settings["n_users"], settings["n_movies"]
+    # The drift scenarios' newcomers come after the regular users and movies, drawn from the same
+    # priors; the regular arrival draws never pick them (see `arrivals` below).
+    extra = {kind: sum(int(d["count"]) for d in settings["drift"] if d["kind"] == kind) for kind in ("new_population", "catalog_growth")}
+    n_users, n_movies = settings["n_users"] + extra["new_population"], settings["n_movies"] + extra["catalog_growth"]
     n_genres = len(GENRES)
 
     # Genres: k distinct genres per movie by Gumbel top-k over the log frequencies.
@@ -160,9 +174,19 @@ def make_population(n_ratings: int, seed: int, settings: dict[str, Any]) -> dict
 
     # Release year: at most the year the movie enters the stream, usually a few years before.
     movie_ids = np.arange(1, n_movies + 1)
-    initial_movies = initial_count(n_movies, settings["initial_movie_fraction"])
-    late_share = np.maximum(movie_ids - 1 - initial_movies, 0) / max(n_movies - initial_movies, 1)
+    regular_movies = settings["n_movies"]
+    initial_movies = initial_count(regular_movies, settings["initial_movie_fraction"])
+    late_share = np.maximum(movie_ids - 1 - initial_movies, 0) / max(regular_movies - initial_movies, 1)
     arrival_index = late_share * n_ratings  # the stream position where the movie becomes available
+    arrivals, next_id = [], {"new_population": settings["n_users"], "catalog_growth": regular_movies}
+    for drift in settings["drift"]:
+        if drift["kind"] in next_id:
+            first, count = next_id[drift["kind"]], int(drift["count"])
+            weights = (activity if drift["kind"] == "new_population" else popularity)[first : first + count]
+            arrivals.append({**drift, "first_id": first, "cumulative_weight": np.cumsum(weights)})
+            if drift["kind"] == "catalog_growth":
+                arrival_index[first : first + count] = drift["from_row"]
+            next_id[drift["kind"]] += count
     arrival_time = settings["start_timestamp"] + arrival_index * settings["mean_gap_seconds"]
     arrival_year = 1970 + np.floor(arrival_time / 31_556_952).astype(np.int64)
     year = np.maximum(arrival_year - np.floor(rng.exponential(10.0, n_movies)).astype(np.int64), 1902)
@@ -210,8 +234,10 @@ def make_population(n_ratings: int, seed: int, settings: dict[str, Any]) -> dict
         "item_bias": item_bias,
         "user_bias": user_bias,
         "preferences": preferences,
-        "user_cumulative_weight": np.cumsum(activity),
-        "movie_cumulative_weight": np.cumsum(popularity),
+        "user_cumulative_weight": np.cumsum(activity[: settings["n_users"]]),
+        "movie_cumulative_weight": np.cumsum(popularity[:regular_movies]),
+        # The drift scenarios' newcomers: their kind, first id, weights and when they come.
+        "arrivals": arrivals,
     }
 
 

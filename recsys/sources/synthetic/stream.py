@@ -23,12 +23,13 @@ def write_ratings(
     path: Path, n_ratings: int, seed: int, settings: dict[str, Any], population: dict[str, Any]
 ) -> dict[str, Any]:
     """Append ratings chunk by chunk; accumulate the exact error expectations as we go."""
-    n_users, n_movies = settings["n_users"], settings["n_movies"]
+    # Everyone who may rate, the drift scenarios' newcomers included.
+    n_users, n_movies = population["user_bias"].size, population["item_bias"].size
     chunk_size = int(settings["chunk_size"])
     sigma_noise = float(settings["sigma_noise"])
     mu = float(settings["mu"])
-    initial_users = initial_count(n_users, settings["initial_user_fraction"])
-    initial_movies = initial_count(n_movies, settings["initial_movie_fraction"])
+    initial_users = initial_count(settings["n_users"], settings["initial_user_fraction"])
+    initial_movies = initial_count(settings["n_movies"], settings["initial_movie_fraction"])
 
     floor_sum = 0.0
     prior_sum = 0.0
@@ -53,6 +54,7 @@ def write_ratings(
             movies = _draw_arrived(
                 rng, index, n_ratings, initial_movies, population["movie_cumulative_weight"]
             )
+            _newcomers(rng, index, users, movies, population["arrivals"])
             if settings["unique_pairs"]:
                 users, movies, chunk_pairs = _redraw_repeated_pairs(
                     rng,
@@ -63,6 +65,7 @@ def write_ratings(
                     n_ratings,
                     user_pool=(initial_users, population["user_cumulative_weight"]),
                     movie_pool=(initial_movies, population["movie_cumulative_weight"]),
+                    n_movies=n_movies,
                 )
                 written_pairs = _merge_sorted(written_pairs, chunk_pairs)
 
@@ -137,13 +140,14 @@ def _redraw_repeated_pairs(
     n_ratings: int,
     user_pool: tuple[int, np.ndarray],
     movie_pool: tuple[int, np.ndarray],
+    n_movies: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Redraw every draw whose (user, movie) pair was already used; return the chunk's sorted keys.
 
     Earlier positions keep their pair; later repeats are redrawn in vectorised rounds over just
-    the repeated positions until none is left.
+    the repeated positions until none is left (from the regular pools). `n_movies` counts every
+    movie id that may occur, so a pair's key is unique.
     """
-    n_movies = movie_pool[1].size
     users, movies = users.copy(), movies.copy()
     keys = users * n_movies + movies
     # In sorted order a repeat within the chunk sits right after its first (stable) occurrence.
@@ -212,10 +216,22 @@ def _merge_sorted(sorted_keys: np.ndarray, new_sorted_keys: np.ndarray) -> np.nd
     return np.insert(sorted_keys, np.searchsorted(sorted_keys, new_sorted_keys), new_sorted_keys)
 
 
+def _newcomers(rng: np.random.Generator, index: np.ndarray, users: np.ndarray, movies: np.ndarray, arrivals: list[dict[str, Any]]) -> None:
+    """From each new_population / catalog_growth scenario's row on, give its `share` of the ratings
+    to its newcomers (by their activity or popularity weight), in place."""
+    for arrival in arrivals:
+        pick = np.flatnonzero((index >= arrival["from_row"]) & (rng.random(index.size) < arrival["share"]))
+        weights = arrival["cumulative_weight"]
+        drawn = arrival["first_id"] + np.minimum(_searchsorted(weights, rng.random(pick.size) * weights[-1], side="right"), weights.size - 1)
+        (users if arrival["kind"] == "new_population" else movies)[pick] = drawn
+
+
 def _drift_term(index: np.ndarray, movies: np.ndarray, drifts: list[dict[str, Any]], population: dict[str, Any]) -> np.ndarray:
     """The shifts of the drift scenarios in force at each rating (see DEFAULT_PARAMS["drift"])."""
     term = np.zeros(index.size)
     for drift in drifts:
+        if drift["kind"] != "genre_appeal":
+            continue
         genre = GENRES.index(drift["genre"])
         has_genre = (population["movie_genres"][movies] == genre).any(axis=1)
         term += np.where((index >= drift["from_row"]) & has_genre, float(drift["shift"]), 0.0)
