@@ -14,9 +14,11 @@ import datetime as dt
 
 from dagster import (
     AssetKey,
+    DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
     RunRequest,
+    RunsFilter,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     SensorDefinition,
@@ -42,8 +44,6 @@ def _done_days(instance) -> set[str]:
 
 def _busy(instance, job_name: str) -> bool:
     """Whether a run of the job is queued or running: the next day waits for it."""
-    from dagster import DagsterRunStatus, RunsFilter
-
     active = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
     return bool(instance.get_run_ids(RunsFilter(job_name=job_name, statuses=active), limit=1))
 
