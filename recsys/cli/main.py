@@ -56,7 +56,8 @@ def _generate(args: argparse.Namespace) -> None:
     from recsys.sources import synthetic
 
     drift = [parse_drift(spec, args.ratings, args.batch_size, args.bootstrap_rows) for spec in args.drift]
-    truth = synthetic.generate(Path(args.out), args.ratings, seed=args.seed, drift=drift)
+    shape = {k: v for k, v in (("n_users", args.users), ("n_movies", args.movies)) if v is not None}
+    truth = synthetic.generate(Path(args.out), args.ratings, seed=args.seed, drift=drift, **shape)
     print(
         f"Wrote {args.ratings:,} ratings by {truth['n_users']:,} users of {truth['n_movies']:,} movies to {args.out} "
         f"(noise floor MSE {truth['noise_floor_mse']:.4f}; see truth.json)."
@@ -239,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", required=True, help="directory to write ratings.csv, movies.csv, truth.json")
     generate.add_argument("--ratings", type=int, required=True, help="number of ratings")
     generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument(
+        "--users", type=int, default=None,
+        help="users in the population (default: scaled from --ratings, MovieLens-32M's ratio; 200948 with --ratings 32000204)",
+    )  # fmt: skip
+    generate.add_argument("--movies", type=int, default=None, help="movies in the catalog (default: scaled from --ratings as MovieLens grows)")
     generate.add_argument(
         "--drift", action="append", default=[], metavar="DAY:KIND",
         help="a drift scenario from replay day DAY on: DAY:genre_appeal[:GENRE[:SHIFT]] (e.g. 4:genre_appeal:Comedy:-1.5, "

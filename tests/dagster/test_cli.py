@@ -21,6 +21,19 @@ def test_generate_writes_the_archive_and_its_truth(tmp_path):
     truth = json.loads((tmp_path / "d" / "truth.json").read_text())
     assert truth["n_ratings"] == 2000
     assert f"noise floor MSE {truth['noise_floor_mse']:.4f}" in result.stdout
+    # The population's shape is the caller's to choose (a MovieLens-32M shape is one command), and
+    # a drift scenario is recorded with the rating it starts from.
+    result = recsys(
+        "generate", "--out", str(tmp_path / "e"), "--ratings", "3000", "--users", "150", "--movies", "200",
+        "--drift", "1:genre_appeal:Drama:-1", "--batch-size", "500", "--bootstrap-rows", "1000", home=tmp_path / "h",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    truth = json.loads((tmp_path / "e" / "truth.json").read_text())
+    assert (truth["n_users"], truth["n_movies"]) == (150, 200)
+    assert truth["drift"] == [{"kind": "genre_appeal", "day": 1, "from_row": 1500, "genre": "Drama", "shift": -1.0}]
+    for bad in (["--users", "0"], ["--drift", "x:genre_appeal"], ["--drift", "1:genre_appeal:Nonsense"]):
+        result = recsys("generate", "--out", str(tmp_path / "f"), "--ratings", "3000", *bad, home=tmp_path / "h")
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_load_runs_the_bootstrap_job(tmp_path, small_archive):

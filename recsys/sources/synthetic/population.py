@@ -91,6 +91,9 @@ def settings_for(n_ratings: int, params: dict[str, Any]) -> dict[str, Any]:
             f"unknown synthetic data parameter(s) {', '.join(unknown)} (known: {', '.join(DEFAULT_PARAMS)})."
         )
     settings = {**DEFAULT_PARAMS, **params}
+    for key in ("n_users", "n_movies"):
+        if settings[key] is not None and (isinstance(settings[key], bool) or int(settings[key]) < 1):
+            raise RecsysError(f"{key} must be a positive whole number, got {settings[key]!r}.")
     default_users, default_movies = population_size(int(n_ratings))
     settings["n_users"] = int(settings["n_users"] or default_users)
     settings["n_movies"] = int(settings["n_movies"] or default_movies)
