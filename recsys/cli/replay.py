@@ -79,6 +79,7 @@ class ReplayRuns:
     runs: int = 0
     run_seconds: float = 0.0
     triggers: dict[str, str] = field(default_factory=dict)  # partition -> why a full retrain was triggered
+    day_seconds: dict[str, float] = field(default_factory=dict)  # partition -> wall seconds of its runs
 
     def run(
         self, job: str, partition: str | None = None, last: str | None = None, op_config: dict | None = None
@@ -160,6 +161,7 @@ def _run(config: ReplayConfig, settings: Settings, dagster_home: Path, progress:
         # A run covers one day, or with range runs the rest of the day's week (never past --days).
         last = min(day + (6 - day % 7 if config.range_runs else 0), config.days - 1)
         first_key, last_key = calendar.partition_of(day), calendar.partition_of(last)
+        run_started = time.perf_counter()
         result = state.run("daily_pipeline", first_key, last_key)
         state.count_checks(result, [calendar.partition_of(d) for d in range(day, last + 1)])
         if config.drift_retrain:
@@ -172,6 +174,9 @@ def _run(config: ReplayConfig, settings: Settings, dagster_home: Path, progress:
                 progress(f"{last_key}: full retrain triggered ({decision.reason})")
         if last % 7 == 6:
             state.run("weekly_retrain", calendar.week_key(calendar.week_of(last)))
+        # Each day's share of the wall time its runs took (a range run's time split evenly).
+        for d in range(day, last + 1):
+            state.day_seconds[calendar.partition_of(d)] = (time.perf_counter() - run_started) / (last - day + 1)
         elapsed = time.perf_counter() - started
         done = last + 1
         eta = elapsed / done * (config.days - done)
@@ -228,6 +233,8 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
                 "promoted": batch in promoted,
                 # Why a full retrain ran after the day outside the weekly calendar (None: it did not).
                 "retrain_triggered": state.triggers.get(key),
+                # Wall seconds of the day's runs: the daily pipeline, and a triggered or weekly retrain after it.
+                "seconds": round(state.day_seconds.get(key, 0.0), 2),
             }
         )
     means = {

@@ -80,6 +80,7 @@ def test_replay_writes_the_report_and_the_event_log_holds_every_run(backend, arc
     assert report["days"][0]["mse"]["warm"] is None  # no warm start exists before the first day
     assert report_path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the MSE chart beside it
     assert all(isinstance(d["promoted"], bool) for d in report["days"])
+    assert all(d["seconds"] > 0 for d in report["days"]) and sum(d["seconds"] for d in report["days"]) < report["summary"]["wall_seconds"]
     summary = report["summary"]
     assert summary["rows_raw"] == 3 * 2000
     assert set(summary["seconds_per_layer"]) >= {"raw", "lake", "features", "models"}
