@@ -18,6 +18,7 @@ from dagster import (
     AssetCheckKey,
     AssetKey,
     AssetSelection,
+    DefaultSensorStatus,
     Definitions,
     build_sensor_for_freshness_checks,
     build_time_partition_freshness_checks,
@@ -78,7 +79,10 @@ def build_definitions(settings: Settings) -> Definitions:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SupersessionWarning)
         freshness = build_time_partition_freshness_checks(assets=FRESH_ASSETS, deadline_cron=settings.schedule_cron)
-        freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=freshness, name="freshness_checks_sensor")
+        # On by default, so a day that did not run shows as stale without anyone turning it on.
+        freshness_sensor = build_sensor_for_freshness_checks(
+            freshness_checks=freshness, name="freshness_checks_sensor", default_status=DefaultSensorStatus.RUNNING
+        )
     drift_retrain_job = define_asset_job(
         "drift_retrain",
         selection=AssetSelection.assets("triggered_model"),
