@@ -26,9 +26,9 @@ from dagster import (
 
 from recsys.calendar import BOOTSTRAP_BATCH, Calendar
 from recsys.errors import RecsysError
+from recsys.features.drift import record_drift
 from recsys.models import registry
 from recsys.models.daily import DayReport, run_day
-from recsys.features.drift import record_drift
 from recsys.models.monitoring import (
     DESCRIPTIONS,
     degradation_statistic,
@@ -43,7 +43,12 @@ from recsys.reporting import markdown_image, markdown_table, mse_chart_png
 from recsys_assets.checks import monitoring_results, monitoring_specs
 from recsys_assets.failures import user_errors
 from recsys_assets.partitions import daily_partitions, weekly_partitions
-from recsys_resources import ModelingResource, MonitoringResource, ServingResource, StoreResource
+from recsys_resources import (
+    ModelingResource,
+    MonitoringResource,
+    ServingResource,
+    StoreResource,
+)
 
 OWNERS = ["team:ml-platform"]
 
@@ -174,8 +179,8 @@ def definitions(calendar: Calendar) -> Definitions:
                     f"{key}: MSE champion {report.mse['champion']:.4f}, bias {report.mse['bias']:.4f}, "
                     f"global mean {report.mse['global_mean']:.4f}; champion {report.champion_after}; warm {report.warm_version}"
                 )
-                # Each day's figures go on its own partition, so the Plots tab draws a point per day
-                # even when a backfill ran several days in one run.
+                # Each day's figures go on its own partition, also when a backfill ran several days
+                # in one run: what the Plots tab's Partitions mode and the day's page read.
                 context.add_asset_metadata(day_metrics(report), asset_key="model_metrics", partition_key=key)
                 context.add_asset_metadata(
                     {"version": report.warm_version, "retrieval_version": report.retrieval_warm_version,
