@@ -98,11 +98,15 @@ def registry_tables(features) -> dict:
     every retrain triggered by drift."""
     versions, promotions, triggers = registry.version_table(features), registry.promotion_table(features), trigger_table(features)
     champions = versions.filter(pl.col("status") == registry.CHAMPION).select("stage", "version", "kind", "trained_on")
+
+    def table(frame: pl.DataFrame, empty: str) -> MetadataValue:
+        return MetadataValue.md(markdown_table(frame, limit=frame.height) if frame.height else empty)
+
     return {
-        "champions": MetadataValue.md(markdown_table(champions, limit=champions.height)),
-        "versions": MetadataValue.md(markdown_table(versions, limit=versions.height)),
-        "promotion_decisions": MetadataValue.md(markdown_table(promotions, limit=promotions.height)),
-        "retrain_triggers": MetadataValue.md(markdown_table(triggers, limit=triggers.height)),
+        "champions": table(champions, "No champion yet."),
+        "versions": table(versions, "No version yet."),
+        "promotion_decisions": table(promotions, "No promotion decision yet: the first comes on the first scored day."),
+        "retrain_triggers": table(triggers, "No retrain has been triggered by drift."),
     }
 
 

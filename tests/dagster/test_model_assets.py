@@ -167,7 +167,7 @@ def test_a_range_run_gives_each_day_its_own_figures_and_check_results(archive, t
     # The registry, readable on the model assets: the two first champions, no decision yet.
     champions = initial_metadata["champions"].value.splitlines()[2:]  # below the header and its rule
     assert sorted(line.split(" | ")[0] for line in champions) == ["| rating", "| retrieval"]
-    assert initial_metadata["promotion_decisions"].value.count("\n") == 1  # the header only
+    assert initial_metadata["promotion_decisions"].value.startswith("No promotion decision yet")
 
     days = [partition_of(b) for b in range(3)]
     result = replay.run(replay.daily, days[0], last=days[-1])  # one run, as a single-run backfill makes
@@ -187,6 +187,7 @@ def test_a_range_run_gives_each_day_its_own_figures_and_check_results(archive, t
     last = materializations["model_metrics", days[-1]]
     assert last["mse_chart"].value.startswith("![MSE per day") and "data:image/png;base64," in last["mse_chart"].value
     assert materializations["warm_model", days[-1]]["promotion_decisions"].value.count("\n") == 1 + decisions
+    assert materializations["warm_model", days[-1]]["retrain_triggers"].value == "No retrain has been triggered by drift."
 
     # Each day's checks are evaluations of that day; the run's own result covers the range.
     evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == "lake_ratings_values"]
