@@ -31,6 +31,7 @@ from recsys.models import registry
 from recsys.models.daily import DayReport, run_day
 from recsys.models.monitoring import (
     DESCRIPTIONS,
+    NOT_DEGRADED,
     degradation_statistic,
     drift_results,
     monitoring_checks,
@@ -195,8 +196,10 @@ def definitions(calendar: Calendar) -> Definitions:
                 # The champion's residuals and MSE against the days before: warnings, and what the
                 # retrain trigger reads.
                 residuals = residual_statistics(report, features, monitoring.thresholds(), calendar)
-                record_drift(features, key, report.batch, [*residuals, degradation_statistic(report, features, settings)])
-                checks[key] = [*monitoring_checks(report, features, settings), *drift_results(residuals)]
+                results = monitoring_checks(report, features, settings)
+                (not_degraded,) = [r for r in results if r.name == NOT_DEGRADED]
+                record_drift(features, key, report.batch, [*residuals, degradation_statistic(not_degraded)])
+                checks[key] = [*results, *drift_results(residuals)]
             chart = mse_chart_png(mse_history(features))
             registry_metadata = registry_tables(features)
         days = pl.DataFrame(

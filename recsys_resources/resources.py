@@ -29,10 +29,15 @@ class StoreResource(ConfigurableResource):
     store: Optional[str] = Field(default=None, description="raw, lake or features: this store's URL is derived from `url`.")
     schema_name: str = Field(description="The file in sql/ that creates this store's tables.")
 
+    @property
+    def store_url(self) -> str:
+        """This store's own URL: `url` itself, or derived from it when `store` names one of three."""
+        return store_urls(self.url)[self.store] if self.store else self.url
+
     @contextmanager
     def read(self) -> Iterator[Store]:
         """Open the store to read only (a sensor between runs): nothing is created, writers wait least."""
-        store = open_store(store_urls(self.url)[self.store] if self.store else self.url, read_only=True)
+        store = open_store(self.store_url, read_only=True)
         try:
             yield store
         finally:
@@ -41,7 +46,7 @@ class StoreResource(ConfigurableResource):
     @contextmanager
     def open(self) -> Iterator[Store]:
         """Open the store with its schema applied; closed again on exit."""
-        store = open_store(store_urls(self.url)[self.store] if self.store else self.url)
+        store = open_store(self.store_url)
         try:
             store.apply_schema(self.schema_name)
             yield store

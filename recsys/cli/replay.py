@@ -31,7 +31,7 @@ from dagster import (
 
 from recsys.errors import RecsysError
 from recsys.models.daily import MSE_MODELS
-from recsys.models.monitoring import CHART_MODELS, mse_history
+from recsys.models.monitoring import CHART_MODELS, promoted_batches
 from recsys.models.triggers import RetrainPolicy, retrain_decision
 from recsys.raw.load import archive_file_days
 from recsys.reporting import mse_chart_png
@@ -192,7 +192,7 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
     with open_store(state.settings.lake_url) as lake, open_store(state.settings.features_url) as features:
         batches = lake.query("SELECT batch, rows_raw, rows_clean, rows_rejected FROM lake_batches WHERE batch >= 0")
         metrics = features.query("SELECT batch, model, version, mse FROM model_metrics WHERE segment = 'all'")
-        promoted = set(mse_history(features).filter(pl.col("promoted"))["batch"].to_list())
+        promoted = promoted_batches(features)
         # RMSE over every scored rating of the replay's days, per model and segment.
         pooled = features.query(
             "SELECT model, segment, sqrt(sum(rows * mse) / sum(rows)) AS rmse, sum(rows) AS rows FROM model_metrics "

@@ -79,12 +79,13 @@ def residual_statistics(report: DayReport, features: Store, thresholds: DriftThr
     return residual_drift(row["mean_error"], spread, reference, thresholds, window)
 
 
-def degradation_statistic(report: DayReport, features: Store, modeling: ModelingSettings) -> DriftStatistic:
-    """The degradation check as a statistic the retrain trigger reads: the champion's MSE over its
-    trailing median, minus one, against the tolerance."""
-    trailing = registry.trailing_mse(features, "champion", report.batch, modeling.trailing_days)
-    excess = report.mse["champion"] / median(trailing) - 1 if trailing else 0.0
-    return DriftStatistic(NOT_DEGRADED, "mse_over_trailing_median", excess, modeling.degradation_tolerance, f"{len(trailing)} earlier days")
+def degradation_statistic(not_degraded: MonitoringResult) -> DriftStatistic:
+    """The degradation check's own figures as a statistic the retrain trigger reads: the champion's
+    MSE over its trailing median, minus one, against the tolerance (0 without earlier days)."""
+    figures = not_degraded.metadata
+    days = figures["trailing_days"]
+    excess = figures["champion_mse"] / figures["trailing_median"] - 1 if days else 0.0
+    return DriftStatistic(NOT_DEGRADED, "mse_over_trailing_median", excess, figures["tolerance"], f"{days} earlier days")
 
 
 def monitoring_checks(report: DayReport, features: Store, modeling: ModelingSettings) -> list[MonitoringResult]:
@@ -131,12 +132,13 @@ def mse_history(features: Store) -> pl.DataFrame:
         "SELECT partition_key, batch, model, mse FROM model_metrics WHERE segment = 'all' AND batch >= 0 "
         "AND model IN ('champion', 'bias', 'bias_event_time', 'global_mean')"
     )
-    promoted = features.query(
-        "SELECT DISTINCT batch, true AS promoted FROM promotions WHERE promoted AND metric = 'mse' AND batch >= 0"
-    )
     if scored.height == 0:
         return pl.DataFrame(schema={"partition_key": pl.String, "batch": pl.Int64, "promoted": pl.Boolean})
     wide = scored.pivot(on="model", index=["partition_key", "batch"], values="mse").sort("batch")
-    return wide.join(promoted.cast({"batch": wide.schema["batch"]}), on="batch", how="left").with_columns(
-        pl.col("promoted").fill_null(False)
-    )
+    return wide.with_columns(pl.col("batch").is_in(sorted(promoted_batches(features))).alias("promoted"))
+
+
+def promoted_batches(features: Store) -> set[int]:
+    """The days whose rating gate put a new champion in service (from the next day on)."""
+    rows = features.query("SELECT DISTINCT batch FROM promotions WHERE promoted AND metric = 'mse' AND batch >= 0")
+    return set(rows["batch"].to_list())
