@@ -122,8 +122,10 @@ def definitions(calendar: Calendar) -> Definitions:
         backfill_policy=BackfillPolicy.single_run(),
         kinds={"sql"},
         owners=OWNERS,
-        description="Each known user's top-N movies they have not rated, by the champion's predicted rating, "
-        "precomputed per model version; recording it makes it the serving set the API answers from.",
+        description="Each known user's top-N movies they have not rated, in two stages (the retrieval champion's "
+        "candidates ordered with the rating champion's predictions), precomputed per model version; recording it "
+        "makes it the serving set the API answers from. Without a promotion since the previous set, only the users "
+        "who rated since then are ranked again; the others' lists are carried over.",
         check_specs=[
             AssetCheckSpec(
                 "no_rated_movie_recommended",
@@ -138,7 +140,8 @@ def definitions(calendar: Calendar) -> Definitions:
     ) -> MaterializeResult:
         as_of = last_batch(context, calendar)
         with user_errors(), features_store.open() as features:
-            entry, rows, seconds = build_recommendations(features, serving.settings(), as_of, calendar)
+            built = build_recommendations(features, serving.settings(), as_of, calendar)
+            entry = built.entry
             already_rated = rated_recommendations(features, entry.model_version, as_of)
             sample = features.query(
                 "SELECT user_id, rank, movie_id, score FROM batch_recommendations WHERE model_version = $version "
@@ -150,9 +153,11 @@ def definitions(calendar: Calendar) -> Definitions:
                 "model_version": entry.model_version,
                 "users": entry.users,
                 "movies": entry.movies,
-                "dagster/row_count": rows,
-                "seconds": float(round(seconds, 3)),
-                "users_per_second": float(round(entry.users / seconds)) if seconds else 0.0,
+                "dagster/row_count": built.rows,
+                "users_ranked": built.users_ranked,
+                "users_carried": built.users_carried,
+                "carried_from": calendar.label(built.carried_from) if built.carried_from is not None else "none: everyone ranked",
+                "seconds": float(round(built.seconds, 3)),
                 "sample": MetadataValue.md(markdown_table(sample)),
             },
             check_results=[

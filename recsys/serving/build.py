@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from recsys.calendar import Calendar
@@ -81,15 +82,30 @@ def build_popularity(lake: Store, features: Store, serving: ServingSettings, as_
     return popular
 
 
-def build_recommendations(
-    features: Store, serving: ServingSettings, as_of: int, calendar: Calendar
-) -> tuple[serving_store.ServingSet, int, float]:
+@dataclass(frozen=True)
+class RecommendationsBuilt:
+    entry: serving_store.ServingSet
+    rows: int  # lists' rows in the set
+    users_ranked: int  # users whose lists were computed now
+    users_carried: int  # users whose lists were copied from the previous set
+    carried_from: int | None  # the batch of that set; None when every list was computed
+    seconds: float
+
+
+def build_recommendations(features: Store, serving: ServingSettings, as_of: int, calendar: Calendar) -> RecommendationsBuilt:
     """Each known user's top-N unrated movies in two stages as of `as_of` (the retrieval champion's
     candidates, ordered with the rating champion's stored embeddings), then the serving set that
-    makes them the ones the API answers from."""
+    makes them the ones the API answers from.
+
+    Work proportional to the day: when the previous set had the same champions (no promotion
+    since), only the users who rated since then are ranked again; the others' features, rated
+    movies and so lists are unchanged but for the movie side, and their lists are copied. A new
+    champion of either stage ranks everyone again.
+    """
     started = time.perf_counter()
     champion = _champion(features)
     retriever = _champion(features, registry.RETRIEVAL)
+    n = serving.recommendations_per_user
     backend, _ = serving_store.prepare_embeddings(features, serving.embedding_backend)
     user_ids, user_vectors = serving_store.read_embeddings(features, "user", champion.version, as_of)
     movie_ids, movie_vectors = serving_store.read_embeddings(features, "movie", champion.version, as_of)
@@ -99,9 +115,24 @@ def build_recommendations(
             "materialize user_embeddings and movie_embeddings for that partition first."
         )
     _, _, global_mean = state_as_of(features, as_of, calendar, users=False)
-    rated = features.query("SELECT user_id, movie_id FROM training_examples WHERE batch <= $as_of", {"as_of": as_of})
+    previous = serving_store.serving_set_before(features, as_of)
+    carried_from = (
+        previous.as_of_batch
+        if previous is not None
+        and (previous.model_version, previous.retrieval_version, previous.recommendations_per_user) == (champion.version, retriever.version, n)
+        else None
+    )
+    if carried_from is None:
+        rated = features.query("SELECT user_id, movie_id FROM training_examples WHERE batch <= $as_of", {"as_of": as_of})
+    else:
+        rated = features.query(
+            "SELECT user_id, movie_id FROM training_examples WHERE batch <= $as_of AND user_id IN "
+            "(SELECT user_id FROM training_examples WHERE batch > $since AND batch <= $as_of)",
+            {"as_of": as_of, "since": carried_from},
+        )
+        ranked = np.isin(user_ids, rated["user_id"].unique().to_numpy())
+        user_ids, user_vectors = user_ids[ranked], user_vectors[ranked]
     indptr, indices = ranking.rated_positions(rated, user_ids, movie_ids)
-    n = serving.recommendations_per_user
     model = load_version(retriever)
     columns, deviations = retrieval.two_stage(
         retrieval.embed_user_ids(model, user_ids), retrieval.embed_movie_ids(model, movie_ids),
@@ -111,23 +142,28 @@ def build_recommendations(
     recommendations = ranking.as_list(user_ids, movie_ids, columns, deviations).with_columns(
         (pl.col("score") + global_mean).clip(MIN_RATING, MAX_RATING)
     )
-    entry = serving_store.ServingSet(
-        model_version=champion.version,
-        as_of_batch=as_of,
-        partition_key=calendar.partition_of(as_of),
-        embedding_backend=backend,
-        embedding_dim=int(movie_vectors.shape[1]),
-        global_mean=global_mean,
-        users=len(user_ids),
-        movies=len(movie_ids),
-        recommendations_per_user=n,
-        created_at=registry.now(),
-        retrieval_version=retriever.version,
-    )
     with features.transaction():
         serving_store.write_recommendations(features, champion.version, as_of, recommendations)
+        carried_rows, users_carried = (
+            (0, 0) if carried_from is None else serving_store.carry_recommendations(features, champion.version, carried_from, as_of)
+        )
+        entry = serving_store.ServingSet(
+            model_version=champion.version,
+            as_of_batch=as_of,
+            partition_key=calendar.partition_of(as_of),
+            embedding_backend=backend,
+            embedding_dim=int(movie_vectors.shape[1]),
+            global_mean=global_mean,
+            users=len(user_ids) + users_carried,
+            movies=len(movie_ids),
+            recommendations_per_user=n,
+            created_at=registry.now(),
+            retrieval_version=retriever.version,
+        )
         serving_store.record_serving_set(features, entry)
-    return entry, recommendations.height, time.perf_counter() - started
+    return RecommendationsBuilt(
+        entry, recommendations.height + carried_rows, len(user_ids), users_carried, carried_from, time.perf_counter() - started
+    )
 
 
 def rated_recommendations(features: Store, version: str, as_of: int) -> int:

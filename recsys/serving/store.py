@@ -123,6 +123,24 @@ def write_recommendations(store: Store, version: str, as_of_batch: int, recommen
     return store.replace("batch_recommendations", _SET, {"version": version, "as_of": as_of_batch}, frame)
 
 
+def carry_recommendations(store: Store, version: str, from_batch: int, to_batch: int) -> tuple[int, int]:
+    """Copy the lists of set (`version`, `from_batch`) into set (`version`, `to_batch`) for the
+    users that set has no list for yet; returns (rows, users) copied."""
+    params = {"version": version, "from": from_batch, "to": to_batch}
+    earlier = (
+        "FROM batch_recommendations AS earlier WHERE model_version = $version AND as_of_batch = $from "
+        "AND NOT EXISTS (SELECT 1 FROM batch_recommendations AS fresh WHERE fresh.model_version = $version "
+        "AND fresh.as_of_batch = $to AND fresh.user_id = earlier.user_id)"
+    )
+    rows, users = store.query(f"SELECT count(*) AS rows, count(DISTINCT user_id) AS users {earlier}", params).row(0)
+    store.execute(
+        "INSERT INTO batch_recommendations (model_version, as_of_batch, user_id, rank, movie_id, score) "
+        f"SELECT model_version, $to, user_id, rank, movie_id, score {earlier}",
+        params,
+    )
+    return int(rows), int(users)
+
+
 def write_popularity(store: Store, as_of_batch: int, ranking: pl.DataFrame) -> int:
     """Replace the popularity ranking (movie_id, rank, mean_rating, ratings); only the latest is kept."""
     frame = ranking.select(
@@ -170,6 +188,17 @@ def record_serving_set(store: Store, entry: ServingSet) -> None:
                 f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
                 "WHERE s.model_version = t.model_version AND s.as_of_batch = t.as_of_batch)"
             )
+
+
+def serving_set_before(store: Store, batch: int) -> ServingSet | None:
+    """The newest complete serving set computed as of a batch before `batch`, if one is kept."""
+    if not store.table_exists("serving_sets"):
+        return None
+    frame = store.query(
+        "SELECT * FROM serving_sets WHERE as_of_batch < $batch ORDER BY as_of_batch DESC, created_at DESC LIMIT 1",
+        {"batch": batch},
+    )
+    return ServingSet(**frame.row(0, named=True)) if frame.height else None
 
 
 def latest_serving_set(store: Store) -> ServingSet | None:

@@ -19,10 +19,11 @@ from recsys.models import ranking, registry, retrieval
 from recsys.models.artifacts import load_model
 from recsys.models.training import predict
 from recsys.models.versions import config_of, load_version, retrieval_config_of
-from recsys.serving.build import rated_recommendations
+from recsys.serving.build import build_recommendations, rated_recommendations
 from recsys.serving import store as serving_store
 from recsys.settings import store_urls
 from recsys.stores import open_store
+from recsys_resources import ModelingResource
 
 DAYS = 3
 
@@ -41,6 +42,14 @@ def assert_recorded_ranking(db, batch: int, protocol: str, segment: str, expecte
     ).row(0, named=True)
     assert recorded["users"] == expected["users"] > 0
     assert recorded["ndcg_at_10"] == pytest.approx(expected["ndcg"]) and recorded["recall_at_10"] == pytest.approx(expected["recall"])
+
+
+def metadata_of(result) -> dict:
+    """Each materialized asset's metadata in a run's result."""
+    return {
+        event.asset_key.to_user_string(): event.event_specific_data.materialization.metadata
+        for event in result.get_asset_materialization_events()
+    }
 
 
 @pytest.fixture(
@@ -79,17 +88,24 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         # Two stages, checked by brute force in numpy: each list is drawn from the user's top
         # `candidates` unrated movies by retrieval score, ordered by retrieval score plus the
         # rating weight times the predicted deviation from the global mean.
+        # Without a promotion on the last day, the lists of users who did not rate on it were
+        # carried over from the day before: they are checked against that day's embeddings.
         retriever = registry.champion(db, registry.RETRIEVAL)
         assert served.retrieval_version == retriever.version
         settings = retrieval_config_of(retriever)
         model = load_version(retriever)
-        user_ids, rating_users = serving_store.read_embeddings(db, "user", served.model_version, last)
-        movie_ids, rating_movies = serving_store.read_embeddings(db, "movie", served.model_version, last)
-        found_users, found_movies = retrieval.embed_user_ids(model, user_ids), retrieval.embed_movie_ids(model, movie_ids)
-        for row in np.random.default_rng(0).choice(len(user_ids), 15, replace=False):
-            user = int(user_ids[row])
-            unrated = ~np.isin(movie_ids, rated.filter(pl.col("user_id") == user)["movie_id"].to_numpy())
-            scores = found_movies @ found_users[row]
+        carried = metadata_of(results[-1])["batch_recommendations"]["carried_from"].text != "none: everyone ranked"
+        rated_today = set(lake.query("SELECT DISTINCT user_id FROM lake_ratings WHERE batch = $b", {"b": last})["user_id"])
+        for user in np.random.default_rng(0).choice(sorted(set(recs["user_id"])), 15, replace=False):
+            computed_on = last if user in rated_today or not carried else last - 1
+            user_ids, rating_users = serving_store.read_embeddings(db, "user", served.model_version, computed_on)
+            movie_ids, rating_movies = serving_store.read_embeddings(db, "movie", served.model_version, computed_on)
+            row = int(np.searchsorted(user_ids, user))
+            found_users, found_movies = retrieval.embed_user_ids(model, user_ids[row : row + 1]), retrieval.embed_movie_ids(model, movie_ids)
+            user = int(user)
+            rated_then = lake.query("SELECT movie_id FROM lake_ratings WHERE batch <= $a AND user_id = $u", {"a": computed_on, "u": user})
+            unrated = ~np.isin(movie_ids, rated_then["movie_id"].to_numpy())
+            scores = found_movies @ found_users[0]
             candidates = np.flatnonzero(unrated)[np.argsort(-scores[unrated], kind="stable")[: settings.candidates]]
             blended = scores[candidates] + settings.rating_weight * (rating_movies[candidates] @ rating_users[row])
             expected = movie_ids[candidates[np.argsort(-blended, kind="stable")]][: served.recommendations_per_user]
@@ -147,10 +163,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         expected = ranking.ranking_metrics(served_before, relevant)
         assert_recorded_ranking(db, last, "catalog", "with_history", expected, model="served")
 
-    metadata = {
-        event.asset_key.to_user_string(): event.event_specific_data.materialization.metadata
-        for event in results[-1].get_asset_materialization_events()
-    }
+    metadata = metadata_of(results[-1])
     assert 0.0 <= metadata["model_metrics"]["ndcg_at_10_champion"].value <= 1.0
     assert {"recall_at_10_popularity", "rated_ndcg_at_10_champion"} <= set(metadata["model_metrics"])
     assert metadata["user_embeddings"]["embedding_backend"].text == layout
@@ -241,3 +254,28 @@ def test_pgvector_columns_and_index_where_the_server_offers_the_extension(pgvect
         assert serving_store.similar_movies(db, "v1", 0, 0, 3, backend).height == 3
         # Asked for arrays on a store that already has vector columns: the existing layout stays.
         assert serving_store.prepare_embeddings(db, "array")[0] == "pgvector"
+
+
+def test_without_a_promotion_only_the_users_who_rated_are_ranked_again(archive, tmp_path):
+    """A day with the same champions as the day before ranks the users who rated that day and
+    carries the others' lists over unchanged; the ranked users' lists are those a full ranking
+    gives (computed again with the earlier set out of the way)."""
+    replay = AssetReplay(str(tmp_path / "stores"), archive, tmp_path / "models", serve=True)
+    modeling = replay.resources["modeling"]
+    replay.resources["modeling"] = ModelingResource(artifact_dir=modeling.artifact_dir, seed=modeling.seed, promotion_margin=10.0)  # never promote
+    replay.run(BOOTSTRAP_ASSETS)
+    replay.day(0)
+    second = metadata_of(replay.day(1))["batch_recommendations"]
+    lists = "SELECT user_id, rank, movie_id, score FROM batch_recommendations WHERE as_of_batch = $a ORDER BY user_id, rank"
+    with replay.features_db() as db:
+        rated_on_day = set(db.query("SELECT DISTINCT user_id FROM training_examples WHERE batch = 1")["user_id"])
+        before, after = db.query(lists, {"a": 0}), db.query(lists, {"a": 1})
+        assert second["carried_from"].text == CALENDAR.partition_of(0)
+        assert second["users_ranked"].value == len(rated_on_day) > 0
+        assert second["users_carried"].value == before["user_id"].n_unique() - len(rated_on_day & set(before["user_id"])) > 0
+        assert after.filter(~pl.col("user_id").is_in(list(rated_on_day))).equals(before.filter(~pl.col("user_id").is_in(list(rated_on_day))))
+        db.execute("DELETE FROM serving_sets WHERE as_of_batch = 0")
+        full = build_recommendations(db, replay.resources["serving"].settings(), 1, CALENDAR)
+        assert full.carried_from is None and full.users_ranked == after["user_id"].n_unique()
+        recomputed = db.query(lists, {"a": 1}).filter(pl.col("user_id").is_in(list(rated_on_day)))
+        assert recomputed.equals(after.filter(pl.col("user_id").is_in(list(rated_on_day))))
