@@ -101,16 +101,20 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
-def run_replay(data: Path, store: Path, days: int, batch: int, bootstrap: int, *options: str) -> tuple[dict, float]:
-    """`recsys replay` of `data` in a subprocess with its own stores and Dagster home under `store`;
-    returns (the report's summary, wall seconds)."""
-    report_path = store / "report.json"
+def run_replay(
+    data: Path, store: Path | str, days: int, batch: int, bootstrap: int, *options: str, home: Path | None = None
+) -> tuple[dict, float]:
+    """`recsys replay` of `data` in a subprocess with its own stores (a directory, or a PostgreSQL
+    base URL) and Dagster home (`home`, else under the store directory); returns (the report,
+    wall seconds)."""
+    home = home or Path(store) / "dagster_home"
+    report_path = home.parent / "report.json"
     args = [
         sys.executable, "-m", "recsys.cli", "replay", "--data", str(data), "--days", str(days),
         "--batch-size", str(batch), "--bootstrap-rows", str(bootstrap), "--store", str(store),
         "--report", str(report_path), *options,
     ]  # fmt: skip
-    env = {**os.environ, "DAGSTER_HOME": str(store / "dagster_home")}
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
     started = time.perf_counter()
     subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL)
-    return json.loads(report_path.read_text())["summary"], time.perf_counter() - started
+    return json.loads(report_path.read_text()), time.perf_counter() - started

@@ -44,7 +44,8 @@ VARIANTS = {
 
 def replay(data, name: str) -> dict:
     store = WORK / "movielens_100k" / name
-    summary, wall = run_replay(data, store, DAYS, BATCH, BOOTSTRAP, *VARIANTS[name])
+    report, wall = run_replay(data, store, DAYS, BATCH, BOOTSTRAP, *VARIANTS[name])
+    summary = report["summary"]
     with open_store(str(store / "features.duckdb"), read_only=True) as features:
         daily = features.query(
             "SELECT batch, model, ndcg_at_10 FROM ranking_metrics WHERE protocol = 'catalog' AND segment = 'all' "

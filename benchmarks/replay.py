@@ -16,7 +16,8 @@ BOOTSTRAP, BATCH, DAYS = 1_000_000, 50_000, 30
 
 def replay(mode: str, data) -> dict:
     options = ["--range-runs"] if mode == "range" else []
-    summary, wall = run_replay(data, WORK / "replay" / mode, DAYS, BATCH, BOOTSTRAP, *options)
+    report, wall = run_replay(data, WORK / "replay" / mode, DAYS, BATCH, BOOTSTRAP, *options)
+    summary = report["summary"]
     step_seconds = sum(summary["seconds_per_layer"].values())
     rows = summary["rows_raw"]
     return {

@@ -80,6 +80,9 @@ class ReplayRuns:
     run_seconds: float = 0.0
     triggers: dict[str, str] = field(default_factory=dict)  # partition -> why a full retrain was triggered
     day_seconds: dict[str, float] = field(default_factory=dict)  # partition -> wall seconds of its runs
+    # job -> step -> seconds over the replay, and partition -> step -> seconds of one-day daily runs
+    job_steps: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
+    day_steps: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
 
     def run(
         self, job: str, partition: str | None = None, last: str | None = None, op_config: dict | None = None
@@ -90,8 +93,11 @@ class ReplayRuns:
         self.run_seconds += time.perf_counter() - started
         for event in result.all_events:
             if event.event_type == DagsterEventType.STEP_SUCCESS:
-                step = event.step_key
-                self.layer_seconds[LAYER_OF_STEP.get(step, "other")] += event.event_specific_data.duration_ms / 1000
+                step, seconds = event.step_key, event.event_specific_data.duration_ms / 1000
+                self.layer_seconds[LAYER_OF_STEP.get(step, "other")] += seconds
+                self.job_steps[job][step] += seconds
+                if job == "daily_pipeline" and last in (None, partition):
+                    self.day_steps[partition][step] += seconds
         return result
 
     def count_checks(self, result: ExecuteInProcessResult, partitions: list[str]) -> None:
@@ -193,6 +199,7 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
         batches = lake.query("SELECT batch, rows_raw, rows_clean, rows_rejected FROM lake_batches WHERE batch >= 0")
         metrics = features.query("SELECT batch, model, version, mse FROM model_metrics WHERE segment = 'all'")
         promoted = promoted_batches(features)
+        retrieval_promoted = promoted_batches(features, "ndcg_at_10")
         # RMSE over every scored rating of the replay's days, per model and segment.
         pooled = features.query(
             "SELECT model, segment, sqrt(sum(rows * mse) / sum(rows)) AS rmse, sum(rows) AS rows FROM model_metrics "
@@ -231,10 +238,13 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
                 "champion_version": champion.get(batch),
                 # The day's promotion gate put a new rating champion in service (from the next day on).
                 "promoted": batch in promoted,
+                "retrieval_promoted": batch in retrieval_promoted,
                 # Why a full retrain ran after the day outside the weekly calendar (None: it did not).
                 "retrain_triggered": state.triggers.get(key),
                 # Wall seconds of the day's runs: the daily pipeline, and a triggered or weekly retrain after it.
                 "seconds": round(state.day_seconds.get(key, 0.0), 2),
+                # Seconds of each step of the day's own daily run (empty with range runs).
+                "step_seconds": {step: round(v, 2) for step, v in sorted(state.day_steps.get(key, {}).items())},
             }
         )
     means = {
@@ -274,6 +284,9 @@ def build_report(config: ReplayConfig, state: ReplayRuns, seconds: float) -> dic
                 for segment in ("all", "with_history", "no_history")
             },
             "seconds_per_layer": {k: round(v, 2) for k, v in sorted(state.layer_seconds.items())},
+            "seconds_per_job_step": {
+                job: {step: round(v, 2) for step, v in sorted(steps.items())} for job, steps in sorted(state.job_steps.items())
+            },
             "runs": state.runs,
             "run_seconds": round(state.run_seconds, 2),
             "wall_seconds": round(seconds, 2),

@@ -138,7 +138,8 @@ def mse_history(features: Store) -> pl.DataFrame:
     return wide.with_columns(pl.col("batch").is_in(sorted(promoted_batches(features))).alias("promoted"))
 
 
-def promoted_batches(features: Store) -> set[int]:
-    """The days whose rating gate put a new champion in service (from the next day on)."""
-    rows = features.query("SELECT DISTINCT batch FROM promotions WHERE promoted AND metric = 'mse' AND batch >= 0")
+def promoted_batches(features: Store, metric: str = "mse") -> set[int]:
+    """The days whose gate put a new champion in service (from the next day on): the rating
+    stage's (metric "mse") or the retrieval stage's ("ndcg_at_10")."""
+    rows = features.query("SELECT DISTINCT batch FROM promotions WHERE promoted AND metric = $metric AND batch >= 0", {"metric": metric})
     return set(rows["batch"].to_list())

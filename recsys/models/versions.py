@@ -118,7 +118,9 @@ def train_full(
     else:
         config = modeling.model_config()
         fresh = network.fresh_model(config)
-        report = training.train(fresh, examples, config, learning_rate=config.learning_rate, epochs=config.epochs)
+        report = training.train(
+            fresh, examples, config, learning_rate=config.learning_rate, epochs=config.full_epochs(examples.height)
+        )
     return save_version(
         features, modeling, calendar, fresh, report, kind="full", parent=None, first_batch=BOOTSTRAP_BATCH,
         last_batch=last_batch, learning_rate=config.learning_rate, status=status, stage=stage,

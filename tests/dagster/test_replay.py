@@ -79,7 +79,13 @@ def test_replay_writes_the_report_and_the_event_log_holds_every_run(backend, arc
         assert day["champion_version"]
     assert report["days"][0]["mse"]["warm"] is None  # no warm start exists before the first day
     assert report_path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the MSE chart beside it
-    assert all(isinstance(d["promoted"], bool) for d in report["days"])
+    assert all(isinstance(d["promoted"], bool) and isinstance(d["retrieval_promoted"], bool) for d in report["days"])
+    # A day's own run's steps, and each job's steps over the replay, add up to the layers' time.
+    assert all({"lake_ratings", "daily_features", "daily_models"} <= set(d["step_seconds"]) for d in report["days"])
+    assert all(sum(d["step_seconds"].values()) <= d["seconds"] for d in report["days"])
+    by_job = report["summary"]["seconds_per_job_step"]
+    assert {"bootstrap", "daily_pipeline"} <= set(by_job) and "initial_model" in by_job["bootstrap"]
+    assert sum(sum(steps.values()) for steps in by_job.values()) == pytest.approx(sum(report["summary"]["seconds_per_layer"].values()), abs=0.05)
     assert all(d["seconds"] > 0 for d in report["days"]) and sum(d["seconds"] for d in report["days"]) < report["summary"]["wall_seconds"]
     summary = report["summary"]
     assert summary["rows_raw"] == 3 * 2000

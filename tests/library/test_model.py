@@ -310,3 +310,9 @@ def test_hashed_id_embeddings_start_at_zero_and_learn_per_id(data):
     users, movies = embed_users(fitted, sample, config), embed_movies(fitted, sample, config)
     rebuilt = np.clip(sample["global_mean"].to_numpy() + (users * movies).sum(axis=1), 0.5, 5.0)
     np.testing.assert_allclose(rebuilt, predict(fitted, sample, config), atol=1e-4)
+
+
+def test_a_full_training_sees_at_most_its_cap_of_examples_but_always_one_pass():
+    config = ModelConfig(epochs=8, max_examples_seen=40_000_000)
+    assert config.full_epochs(300_000) == 8 and config.full_epochs(10_000_000) == 4
+    assert config.full_epochs(32_000_000) == 1 and config.full_epochs(0) == 8
