@@ -106,7 +106,9 @@ def main() -> None:
             "5,000-row days after a 50,000-row bootstrap; every figure is test-then-train on the day. "
             "popularity = most rated in the 14-day window (the fallback), popularity_by_mean = best mean rating there; "
             "champion = the rating model ranking by predicted rating; retrieval = the retrieval champion alone; "
-            "two_stage = its 50 candidates ordered by retrieval score + 0.9 x predicted deviation; served = two_stage "
+            "two_stage = its 50 candidates ordered by retrieval score + 0.9 x predicted deviation; cold_start = the "
+            "two stages for the cold user of both towers (the retrieval user tower's output layer on a zero "
+            "embedding, the rating tower on no-history features), one list for everyone; served = two_stage "
             "for users with a rating before the day, popularity for the others.",
         },
     )

@@ -19,6 +19,8 @@ RUNS = [
     ["benchmarks.batch_recommendations", "--store", "duckdb"],
     ["benchmarks.batch_recommendations", "--store", "postgres"],
     ["benchmarks.api_latency"],
+    ["benchmarks.full_shape", "--store", "duckdb"],
+    ["benchmarks.full_shape", "--store", "postgres"],
     ["benchmarks.raw_load", "--store", "duckdb"],
     ["benchmarks.raw_load", "--store", "postgres"],
 ]

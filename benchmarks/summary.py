@@ -130,6 +130,37 @@ def table() -> str:
             f"({dd['carry']['rows'] / 1e6:.0f}M rows copied in the store) | {dd['search']['wall_s']:.1f} s + {dd['carry']['wall_s']:.1f} s "
             f"| {pd['search']['wall_s']:.1f} s + {pd['carry']['wall_s']:.1f} s | |"
         )
+    shapes = {s: load(f"full_shape_{s}") for s in ("duckdb", "postgres")}
+    if shapes["duckdb"]:
+        def day(r: dict | None, kind: str) -> str:
+            if not r or not r["per_day"][kind]["days"]:
+                return "not measured"
+            f = r["per_day"][kind]
+            steps = " / ".join(f"{f['steps_s'][layer]:.1f}" for layer in ("lake", "features", "models", "serving"))
+            return f"{f['wall_s']:.1f} s ({steps}; {f['days']} days)"
+
+        d, p = shapes["duckdb"], shapes["postgres"]
+        lines.append(
+            f"| MovieLens-32M shape ({d['users']:,} users, {d['movies']:,} movies), {d['bootstrap_rows'] / 1e6:.0f}M bootstrap, "
+            f"days of {d['batch_size'] // 1000}k through Dagster: a day without a champion change (lake / features / models / "
+            f"serving s) | {day(d, 'champion_unchanged')} | {day(p, 'champion_unchanged')} | <= 8 s DuckDB, <= 15 s PostgreSQL |"
+        )
+        lines.append(
+            f"| the same, a day on which either stage's champion changed (everyone ranked again) | "
+            f"{day(d, 'champion_changed')} | {day(p, 'champion_changed')} | |"
+        )
+        lines.append(
+            f"| the same: bootstrap; weekly retrain per million examples seen; peak RSS | {d['bootstrap_s']:.0f} s; "
+            f"{d['weekly_retrain_s_per_million_examples_seen'] or float('nan'):.1f} s; {d['peak_rss_mib'] / 1024:.1f} GiB | "
+            + (f"{p['bootstrap_s']:.0f} s; {p['peak_rss_mib'] / 1024:.1f} GiB" if p else "")
+            + " | |"
+        )
+        proj = d["projection"]
+        lines.append(
+            f"| the whole archive projected ({proj['archive_days']} days, champion changes on {d['champion_changed_share']:.0%} "
+            f"of them as measured, {proj['weekly_retrains']} weekly retrains) | {proj['total_hours']:.1f} h (days "
+            f"{proj['days_s'] / 3600:.1f} h, retrains {proj['weekly_retrains_s'] / 3600:.1f} h) | | < 2 h |"
+        )
     faults = load("fault_injection")
     if faults:
         equal = sum(not k["tables_differing"] for k in faults["kills"])
@@ -204,10 +235,11 @@ def quality_table() -> str:
     for model, label in (
         ("popularity", "most popular by recent count (the fallback)"), ("popularity_by_mean", "best rated recently"),
         ("champion", "rating model alone"), ("retrieval", "retrieval model alone"), ("two_stage", "two-stage list"),
+        ("cold_start", "one two-stage list for a user without ratings (the towers' cold user)"),
         ("served", "served: two-stage for returning users, most popular for new"),
     ):  # fmt: skip
         cells = [
-            " / ".join(f"{r['ndcg_at_10'][segment][model]:.3f}" for segment in ("all", "with_history", "no_history"))
+            " / ".join(f"{r['ndcg_at_10'][segment].get(model, float('nan')):.3f}" for segment in ("all", "with_history", "no_history"))
             for r in (event, batch, ids)
         ]
         lines.append(f"| {label} | {' | '.join(cells)} |")

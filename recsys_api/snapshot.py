@@ -20,11 +20,10 @@ import polars as pl
 from recsys.calendar import Calendar
 from recsys.errors import RecsysError
 from recsys.features.point_in_time import (
-    USER_STATE_COLUMNS,
     YearScaler,
     catalog_features,
+    cold_user,
     empty_movie_state,
-    empty_user_state,
     movie_features,
     user_features,
 )
@@ -169,7 +168,7 @@ def load_snapshot(settings: Settings) -> Snapshot:
     users = pl.DataFrame({"user_id": user_ids}).join(
         user_features(users_state, entry.global_mean), on="user_id", how="left", maintain_order="left"
     )
-    cold = user_features(pl.DataFrame({c: [0] for c in USER_STATE_COLUMNS}, schema=empty_user_state().schema), entry.global_mean)
+    cold = cold_user(entry.global_mean)
 
     rec_users, first = np.unique(recs["user_id"].to_numpy(), return_index=True)
     movies = (

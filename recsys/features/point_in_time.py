@@ -335,6 +335,12 @@ def user_features(users: pl.DataFrame, global_mean: float) -> pl.DataFrame:
     )
 
 
+
+def cold_user(global_mean: float) -> pl.DataFrame:
+    """The features of a user with no ratings (user id 0): what the model sees of a new user."""
+    return user_features(pl.DataFrame({c: [0] for c in USER_STATE_COLUMNS}, schema=empty_user_state().schema), global_mean)
+
+
 def catalog_features(features: pl.DataFrame, movies: pl.DataFrame, global_mean: float) -> pl.DataFrame:
     """Every movie of the catalog (`movie_features` rows) with its rating state (`movies`, which
     may lack unrated movies) as the model sees it; an unrated movie's mean is the global mean."""

@@ -19,7 +19,7 @@ import polars as pl
 from recsys.calendar import Calendar
 from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
-from recsys.features.point_in_time import catalog_features
+from recsys.features.point_in_time import catalog_features, cold_user
 from recsys.features.state import state_as_of
 from recsys.models import artifacts, network, ranking, registry, retrieval, training
 from recsys.models.baselines import BiasBaseline
@@ -190,6 +190,15 @@ def rank_day(
             two_stage_list = ranking.as_list(user_ids, movie_ids, staged, np.zeros(staged.shape, np.float32)).select(
                 "user_id", "rank", "movie_id"
             )
+            # One list for users with no ratings: the two stages for the cold user of both models,
+            # all their candidates in order, each user's rated movies dropped.
+            cold_config = retrieval_config_of(version)
+            cold, _ = retrieval.two_stage(
+                retrieval.cold_user_vector(model), movies_r, network.embed_users(scores.champion_model, cold_user(global_mean), config),
+                movie_vectors, np.zeros(2, np.int64), np.zeros(0, np.int32), cold_config.candidates, cold_config,
+            )  # fmt: skip
+            cold_ranking = pl.DataFrame({"movie_id": movie_ids[cold[0][cold[0] >= 0]]}).with_row_index("rank", offset=1)
+            cold_start_list = ranking.unrated_from_ranking(cold_ranking, day_users["user_id"], seen, ranking.K)
 
     window = past.filter(pl.col("batch") >= batch - popularity.days)
     popular = ranking.popularity(window, popularity.min_ratings)
@@ -207,6 +216,7 @@ def rank_day(
         ("champion", "catalog"): champion_list,
         **{(RETRIEVAL_NAMES[kind], "catalog"): found for kind, found in retrieval_lists.items()},
         ("two_stage", "catalog"): two_stage_list,
+        ("cold_start", "catalog"): cold_start_list,
         ("popularity", "catalog"): fallback_list,
         ("popularity_by_mean", "catalog"): ranking.unrated_from_ranking(best_rated, day_users["user_id"], seen, ranking.K),
         ("served", "catalog"): served,
@@ -215,6 +225,7 @@ def rank_day(
     }
     versions = {
         "champion": champion.version, "two_stage": retrievers["champion"].version, "served": retrievers["champion"].version,
+        "cold_start": retrievers["champion"].version,
         **{RETRIEVAL_NAMES[kind]: version.version for kind, version in retrievers.items()},
     }  # fmt: skip
     relevant = examples.filter(pl.col("rating") >= ranking.RELEVANT_RATING).select("user_id", "movie_id")

@@ -184,6 +184,14 @@ def embed_movie_ids(model: keras.Model, movie_ids: np.ndarray) -> np.ndarray:
     return embed_in_slices(_towers(model)[1], {MOVIE_ID: np.asarray(movie_ids, dtype=np.int64)})
 
 
+def cold_user_vector(model: keras.Model) -> np.ndarray:
+    """The user tower's output for an id it never trained on, without the noise of that id's
+    random row: the output layer applied to a zero embedding (its bias, what training taught
+    about users in general). What a user with no ratings is matched with."""
+    layer = model.get_layer(USER_VECTOR)
+    return np.asarray(layer(np.zeros((1, layer.input.shape[-1]), dtype=np.float32)), dtype=np.float32)
+
+
 def two_stage(
     retrieval_users: np.ndarray,
     retrieval_movies: np.ndarray,

@@ -130,3 +130,17 @@ def test_the_image_holds_every_package_the_project_ships():
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     for package in [*packages, "sql"]:
         assert f"COPY {package} {package}" in dockerfile, package
+
+
+def test_the_kubernetes_instance_differs_only_in_its_launcher_and_passes_what_the_code_reads():
+    k8s = yaml.safe_load((ROOT / "deploy" / "dagster.k8s.yaml").read_text())
+    assert {k: v for k, v in k8s.items() if k != "run_launcher"} == {k: v for k, v in INSTANCE.items() if k != "run_launcher"}
+    launcher = k8s["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    docker_vars = set(INSTANCE["run_launcher"]["config"]["env_vars"])
+    # What holds a password comes from a Secret; every other variable as in Docker.
+    secret = {"RECSYS_STORE", "DAGSTER_POSTGRES_PASSWORD"}
+    assert set(launcher["config"]["env_vars"]) == docker_vars - secret and launcher["config"]["env_secrets"]
+    mounts = {m["mountPath"]: m["name"] for m in launcher["config"]["volume_mounts"]}
+    assert mounts == {"/data": "recsys-data", "/models": "recsys-models"}
+    assert {v["name"] for v in launcher["config"]["volumes"]} == set(mounts.values())

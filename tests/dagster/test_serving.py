@@ -135,7 +135,8 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         # retrieval_full: the latest full retrieval model, here the initial one (the champion).
         every_day = {
             ("champion", "catalog"), ("retrieval", "catalog"), ("retrieval_full", "catalog"), ("two_stage", "catalog"), ("popularity", "catalog"),
-            ("popularity_by_mean", "catalog"), ("served", "catalog"), ("champion", "rated"), ("popularity", "rated"),
+            ("popularity_by_mean", "catalog"), ("served", "catalog"), ("cold_start", "catalog"), ("champion", "rated"),
+            ("popularity", "rated"),
         }  # fmt: skip
         for batch in range(DAYS):
             day = ranks.filter(pl.col("batch") == batch)

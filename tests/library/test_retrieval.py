@@ -11,6 +11,7 @@ from recsys.models import ranking
 from recsys.models.artifacts import load_model, save_model, warm_start
 from recsys.models.retrieval import (
     RetrievalConfig,
+    cold_user_vector,
     embed_movie_ids,
     embed_user_ids,
     fresh_retrieval_model,
@@ -95,3 +96,20 @@ def test_the_same_seed_gives_the_same_retrieval_model():
 def test_a_full_training_sees_at_most_its_budget_of_pairs():
     config = RetrievalConfig(epochs=20, max_pairs_seen=1_000_000)
     assert config.full_epochs(50_000) == 20 and config.full_epochs(200_000) == 5 and config.full_epochs(5_000_000) == 1
+
+
+def test_the_cold_user_is_what_training_taught_about_users_in_general():
+    """The cold user is the user tower's output layer on a zero embedding; an id never trained on
+    comes out as it plus its row's small random start, and users trained on are far from it."""
+    pairs = choices(np.random.default_rng(0))
+    model = fresh_retrieval_model(CONFIG)
+    train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=CONFIG.epochs)
+    cold = cold_user_vector(model)
+    layer = model.get_layer("retrieval_user")
+    assert cold.shape == (1, CONFIG.embedding_dim) and np.allclose(cold[0], np.asarray(layer.bias))
+    trained = embed_user_ids(model, np.arange(60))
+    # An id outside the training pairs whose hashed row no trained user shares.
+    rows = {int(r) for r in np.asarray(model.get_layer("user_id_hash")(np.arange(60)))}
+    fresh_id = next(i for i in range(10_000, 20_000) if int(np.asarray(model.get_layer("user_id_hash")(np.array([i])))[0]) not in rows)
+    untrained = embed_user_ids(model, np.array([fresh_id]))
+    assert np.linalg.norm(untrained - cold) < np.linalg.norm(trained - cold, axis=1).min()
