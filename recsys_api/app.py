@@ -85,14 +85,15 @@ class RecommendedMovie(BaseModel):
     title: str | None
     genres: list[str]
     year: int | None
-    score: float = Field(description="The predicted rating (source model) or the recent mean rating (source popularity).")
+    score: float = Field(description="The predicted rating (sources model and cold_start) or the recent ratings (source popularity).")
 
 
 class Recommendations(BaseModel):
     user_id: int
-    source: Literal["model", "popularity"] = Field(
-        description="model: the precomputed two-stage top-N (retrieval candidates ordered by the rating model); "
-        "popularity: the cold-start fallback."
+    source: Literal["model", "cold_start", "popularity"] = Field(
+        description="model: the user's precomputed two-stage top-N (retrieval candidates ordered by the rating model); "
+        "cold_start: the two-stage list of a user with no ratings, for users the serving set does not know; "
+        "popularity: the most rated recent movies, where the serving set holds no cold-start list."
     )
     reason: str
     score_kind: Literal["predicted_rating", "recent_ratings"] = Field(
@@ -286,7 +287,7 @@ def create_app(source: SnapshotSource) -> FastAPI:
         s = snapshot()
         row = s.user_row(user_id)
         if row is None:
-            raise HTTPException(404, f"User {user_id} has no ratings as of {s.as_of}; /recommendations answers them from the popularity list.")
+            raise HTTPException(404, f"User {user_id} has no ratings as of {s.as_of}; /recommendations answers them with the cold-start list.")
         return User(user_id=user_id, **user_profile(s, row), has_recommendations=s.recommendations(user_id) is not None, as_of=s.as_of)
 
     @app.get("/movies/{movie_id}", response_model=Movie, responses={**NOT_FOUND, **INVALID})
@@ -298,7 +299,7 @@ def create_app(source: SnapshotSource) -> FastAPI:
 
     @app.get("/recommendations/{user_id}", response_model=Recommendations, responses=INVALID)
     async def recommendations(
-        user_id: Annotated[int, Path(description="A MovieLens user id; unknown users get the popularity list."), TEXT_INTEGER],
+        user_id: Annotated[int, Path(description="A MovieLens user id; unknown users get the cold-start list."), TEXT_INTEGER],
         n: Annotated[
             int,
             Query(ge=1, le=per_user_at_start, description=f"How many movies: at most {per_user_at_start}, the recommendations precomputed per user."),
@@ -316,6 +317,13 @@ def create_app(source: SnapshotSource) -> FastAPI:
             reason = (
                 f"two stages: the retrieval model {s.serving.retrieval_version} picked the movies this user has not rated "
                 f"and is likely to choose, the rating model {s.serving.model_version} ordered them with its predicted rating"
+            )
+        elif s.cold_start.height:
+            movies, scores = s.cold_start["movie_id"].to_numpy()[:n], s.cold_start["score"].to_numpy()[:n]
+            source, kind = "cold_start", "predicted_rating"
+            reason = (
+                "the model has no ratings of this user, so the list of a user without ratings answers: the retrieval "
+                f"model {s.serving.retrieval_version} picked the movies new users choose, the rating model ordered them"
             )
         else:
             movies, scores = s.popular["movie_id"].to_numpy()[:n], s.popular["ratings"].to_numpy()[:n]

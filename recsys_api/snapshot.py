@@ -57,6 +57,7 @@ class Snapshot:
     movie_ids: np.ndarray  # sorted; row i of movie_vectors
     movie_vectors: np.ndarray
     popular: pl.DataFrame  # movie_id, rank, mean_rating, ratings
+    cold_start: pl.DataFrame  # movie_id, score: the list for users without one (empty in sets from before it existed)
     cold_user_vector: np.ndarray  # the user tower's output for a user with no ratings
     model: Any  # the champion (Keras), for movies described by features
     config: ModelConfig
@@ -156,6 +157,7 @@ def load_snapshot(settings: Settings) -> Snapshot:
         movie_ids, movie_vectors = serving_store.read_embeddings(features, "movie", entry.model_version, entry.as_of_batch)
         users_state, movies_state, _ = state_as_of(features, entry.as_of_batch, settings.calendar)
         _, popular = serving_store.read_popularity(features)
+        cold_start = serving_store.read_cold_start(features, entry.model_version, entry.as_of_batch)
         params = dict(features.query("SELECT name, value FROM feature_params").iter_rows())
         rating_count = int(users_state["u_count"].sum())
         monitoring = _monitoring(features, settings.calendar)
@@ -203,6 +205,7 @@ def load_snapshot(settings: Settings) -> Snapshot:
         movie_ids=movie_ids,
         movie_vectors=movie_vectors,
         popular=popular,
+        cold_start=cold_start,
         cold_user_vector=network.embed_users(model, cold, config)[0],
         model=model,
         config=config,

@@ -323,7 +323,18 @@ CREATE TABLE IF NOT EXISTS batch_recommendations (
     score         REAL     NOT NULL   -- the predicted rating, clipped to 0.5..5
 );
 
--- The cold-start fallback: movies with enough recent ratings, best mean rating first.
+-- One list for the users a serving set has no list for (no ratings yet): the two stages for the
+-- towers' cold user (recsys.models.retrieval.cold_user_vector), per serving set.
+CREATE TABLE IF NOT EXISTS cold_start_recommendations (
+    model_version TEXT     NOT NULL,
+    as_of_batch   INTEGER  NOT NULL,
+    rank          SMALLINT NOT NULL,  -- 1 = best
+    movie_id      BIGINT   NOT NULL,
+    score         REAL     NOT NULL   -- the predicted rating of a user with no ratings, clipped to 0.5..5
+);
+
+-- Movies with enough recent ratings, most rated first: the fallback before a serving set exists,
+-- and what the cold-start list is measured against.
 CREATE TABLE IF NOT EXISTS popular_movies (
     as_of_batch INTEGER          NOT NULL,
     rank        INTEGER          NOT NULL,

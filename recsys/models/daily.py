@@ -36,6 +36,8 @@ from recsys.stores import Store
 
 # The models and baselines whose MSE a day reports.
 MSE_MODELS = ("global_mean", "bias", "bias_event_time", "champion", "warm", "full")
+# Users of a day the catalog protocol ranks at most (a sample beyond it; see rank_day).
+CATALOG_USERS = 5_000
 # How the retrieval champion and candidates are named in the ranking metrics.
 RETRIEVAL_NAMES = {"champion": "retrieval", "warm": "retrieval_warm", "full": "retrieval_full"}
 
@@ -150,7 +152,8 @@ def rank_day(
 
     Two protocols, both with relevant = rated at least 4 on the day:
     - catalog: each user's top 10 of every movie they had not rated before the day (what the
-      service recommends, from the state before the day) against what they then rated highly;
+      service recommends, from the state before the day) against what they then rated highly
+      (for at most CATALOG_USERS users of the day, a random sample on larger days);
     - rated: the movies the user rated on the day, reordered by each ranking (does it put the
       ones they liked first?). This one does not depend on which movies a user happens to find.
     Rankings: the rating champion alone (by predicted rating), the retrieval champion and its
@@ -159,20 +162,23 @@ def rank_day(
     count), computed from the days before, minus each user's rated movies; the same window
     ranked by mean rating is reported beside it.
     "served" is what a user gets from the service: the two-stage list for a user with ratings
-    before the day, the fallback for a new one.
+    before the day, the cold-start list (the two stages for the towers' cold user) for a new one.
     """
     examples, past, champion = scores.examples, scores.past, scores.models["champion"]
     config = config_of(champion)
     global_mean = float(examples["global_mean"][0])
     # A user's first example of the day carries their state before the day.
     day_users = examples.sort("seq").group_by("user_id", maintain_order=True).first().sort("user_id")
-    user_ids = day_users["user_id"].to_numpy()
+    # The catalog protocol searches every movie for each user: on a day of tens of thousands of
+    # users a random sample of them (fixed by the day) measures it within noise, at a fraction.
+    ranked = day_users if day_users.height <= CATALOG_USERS else day_users.sample(CATALOG_USERS, seed=batch).sort("user_id")
+    user_ids = ranked["user_id"].to_numpy()
     _, movies_before, _ = state_as_of(features, batch - 1, calendar, users=False)
     catalog = catalog_features(stored_movie_features(features), movies_before, global_mean)
     movie_ids = catalog["movie_id"].to_numpy()
-    user_vectors = network.embed_users(scores.champion_model, day_users, config)
+    user_vectors = network.embed_users(scores.champion_model, ranked, config)
     movie_vectors = network.embed_movies(scores.champion_model, catalog, config)
-    seen = past.select("user_id", "movie_id")
+    seen = past.select("user_id", "movie_id").join(ranked.select("user_id"), on="user_id", how="semi")
     indptr, indices = ranking.rated_positions(seen, user_ids, movie_ids)
     columns, top = ranking.top_n_unrated(user_vectors, movie_vectors, indptr, indices, ranking.K)
     champion_list = ranking.as_list(user_ids, movie_ids, columns, top).select("user_id", "rank", "movie_id")
@@ -192,13 +198,12 @@ def rank_day(
             )
             # One list for users with no ratings: the two stages for the cold user of both models,
             # all their candidates in order, each user's rated movies dropped.
-            cold_config = retrieval_config_of(version)
-            cold, _ = retrieval.two_stage(
-                retrieval.cold_user_vector(model), movies_r, network.embed_users(scores.champion_model, cold_user(global_mean), config),
-                movie_vectors, np.zeros(2, np.int64), np.zeros(0, np.int32), cold_config.candidates, cold_config,
-            )  # fmt: skip
-            cold_ranking = pl.DataFrame({"movie_id": movie_ids[cold[0][cold[0] >= 0]]}).with_row_index("rank", offset=1)
-            cold_start_list = ranking.unrated_from_ranking(cold_ranking, day_users["user_id"], seen, ranking.K)
+            cold, _ = retrieval.cold_start(
+                model, movies_r, network.embed_users(scores.champion_model, cold_user(global_mean), config),
+                movie_vectors, retrieval_config_of(version).candidates, retrieval_config_of(version),
+            )
+            cold_ranking = pl.DataFrame({"movie_id": movie_ids[cold[cold >= 0]]}).with_row_index("rank", offset=1)
+            cold_start_list = ranking.unrated_from_ranking(cold_ranking, ranked["user_id"], seen, ranking.K)
 
     window = past.filter(pl.col("batch") >= batch - popularity.days)
     popular = ranking.popularity(window, popularity.min_ratings)
@@ -206,11 +211,11 @@ def rank_day(
     by_day = examples.select(
         "user_id", "movie_id", "rating", pl.Series("champion", scores.champion_predictions, dtype=pl.Float64)
     ).join(popular.select("movie_id", (-pl.col("rank")).alias("popularity")), on="movie_id", how="left")
-    fallback_list = ranking.unrated_from_ranking(popular, day_users["user_id"], seen, ranking.K)
-    returning = day_users.filter(pl.col("u_count") > 0).select("user_id")
+    fallback_list = ranking.unrated_from_ranking(popular, ranked["user_id"], seen, ranking.K)
+    returning = ranked.filter(pl.col("u_count") > 0).select("user_id")
     served = pl.concat([
         two_stage_list.join(returning, on="user_id", how="semi"),
-        fallback_list.join(returning, on="user_id", how="anti"),
+        cold_start_list.join(returning, on="user_id", how="anti"),
     ])  # fmt: skip
     lists = {
         ("champion", "catalog"): champion_list,
@@ -218,7 +223,7 @@ def rank_day(
         ("two_stage", "catalog"): two_stage_list,
         ("cold_start", "catalog"): cold_start_list,
         ("popularity", "catalog"): fallback_list,
-        ("popularity_by_mean", "catalog"): ranking.unrated_from_ranking(best_rated, day_users["user_id"], seen, ranking.K),
+        ("popularity_by_mean", "catalog"): ranking.unrated_from_ranking(best_rated, ranked["user_id"], seen, ranking.K),
         ("served", "catalog"): served,
         ("champion", "rated"): ranking.rank_by_score(by_day, "champion"),
         ("popularity", "rated"): ranking.rank_by_score(by_day, "popularity"),
@@ -235,9 +240,10 @@ def rank_day(
         "with_history": relevant.join(history.filter("has_history"), on="user_id", how="semi"),
         "no_history": relevant.join(history.filter(~pl.col("has_history")), on="user_id", how="semi"),
     }
+    ranked_segments = {name: wanted.join(ranked, on="user_id", how="semi") for name, wanted in segments.items()}
     rows = []
     for (model, protocol), recommended in lists.items():
-        for segment, wanted in segments.items():
+        for segment, wanted in (ranked_segments if protocol == "catalog" else segments).items():
             figures = ranking.ranking_metrics(recommended, wanted)
             if figures["users"]:
                 rows.append({

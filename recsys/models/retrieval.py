@@ -230,3 +230,21 @@ def two_stage(
         columns[start:stop, :kept] = np.where(chosen_ok, chosen, -1)
         deviations[start:stop, :kept] = np.where(chosen_ok, np.take_along_axis(deviation, order, axis=1), np.nan)
     return columns, deviations
+
+
+def cold_start(
+    model: keras.Model,
+    retrieval_movies: np.ndarray,
+    cold_rating_user: np.ndarray,
+    rating_movies: np.ndarray,
+    n: int,
+    config: RetrievalConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two-stage list of a user with no ratings, one for all of them: the retrieval tower's
+    cold user (`cold_user_vector`) picks the candidates, the rating tower's output for no-history
+    features (`cold_rating_user`, shape (1, dim)) orders them. Returns (columns, deviations), (n,)."""
+    columns, deviations = two_stage(
+        cold_user_vector(model), retrieval_movies, cold_rating_user, rating_movies,
+        np.zeros(2, np.int64), np.zeros(0, np.int32), n, config,
+    )  # fmt: skip
+    return columns[0], deviations[0]

@@ -19,7 +19,7 @@ import polars as pl
 from recsys.calendar import Calendar
 from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
-from recsys.features.point_in_time import catalog_features, user_features
+from recsys.features.point_in_time import catalog_features, cold_user, user_features
 from recsys.features.state import state_as_of
 from recsys.lake.cleaning import MAX_RATING, MIN_RATING
 from recsys.models import network, ranking, registry, retrieval
@@ -134,16 +134,26 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
         user_ids, user_vectors = user_ids[ranked], user_vectors[ranked]
     indptr, indices = ranking.rated_positions(rated, user_ids, movie_ids)
     model = load_version(retriever)
+    retrieval_movies = retrieval.embed_movie_ids(model, movie_ids)
     columns, deviations = retrieval.two_stage(
-        retrieval.embed_user_ids(model, user_ids), retrieval.embed_movie_ids(model, movie_ids),
+        retrieval.embed_user_ids(model, user_ids), retrieval_movies,
         user_vectors, movie_vectors, indptr, indices, n, retrieval_config_of(retriever),
     )  # fmt: skip
     # The score shown is the predicted rating; the rank is the two-stage order.
     recommendations = ranking.as_list(user_ids, movie_ids, columns, deviations).with_columns(
         (pl.col("score") + global_mean).clip(MIN_RATING, MAX_RATING)
     )
+    # Users without ratings: one list, the two stages for the cold user of both towers.
+    cold_columns, cold_deviations = retrieval.cold_start(
+        model, retrieval_movies, network.embed_users(load_version(champion), cold_user(global_mean), config_of(champion)),
+        movie_vectors, n, retrieval_config_of(retriever),
+    )
+    cold_start = ranking.as_list(np.zeros(1, np.int64), movie_ids, cold_columns[None], cold_deviations[None]).with_columns(
+        (pl.col("score") + global_mean).clip(MIN_RATING, MAX_RATING)
+    )
     with features.transaction():
         serving_store.write_recommendations(features, champion.version, as_of, recommendations)
+        serving_store.write_cold_start(features, champion.version, as_of, cold_start)
         carried_rows, users_carried = (
             (0, 0) if carried_from is None else serving_store.carry_recommendations(features, champion.version, carried_from, as_of)
         )

@@ -123,6 +123,25 @@ def write_recommendations(store: Store, version: str, as_of_batch: int, recommen
     return store.replace("batch_recommendations", _SET, {"version": version, "as_of": as_of_batch}, frame)
 
 
+def write_cold_start(store: Store, version: str, as_of_batch: int, recommendations: pl.DataFrame) -> int:
+    """Replace the cold-start list of set (`version`, `as_of_batch`) with (rank, movie_id, score) rows."""
+    frame = recommendations.select(
+        pl.lit(version).alias("model_version"),
+        pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch"),
+        pl.col("rank").cast(pl.Int16),
+        pl.col("movie_id").cast(pl.Int64),
+        pl.col("score").cast(pl.Float32),
+    )
+    return store.replace("cold_start_recommendations", _SET, {"version": version, "as_of": as_of_batch}, frame)
+
+
+def read_cold_start(store: Store, version: str, as_of_batch: int) -> pl.DataFrame:
+    """The cold-start list (movie_id, score) of a serving set, best first."""
+    return store.query(
+        f"SELECT movie_id, score FROM cold_start_recommendations WHERE {_SET} ORDER BY rank", {"version": version, "as_of": as_of_batch}
+    )
+
+
 def carry_recommendations(store: Store, version: str, from_batch: int, to_batch: int) -> tuple[int, int]:
     """Copy the lists of set (`version`, `from_batch`) into set (`version`, `to_batch`) for the
     users that set has no list for yet; returns (rows, users) copied."""
@@ -183,7 +202,7 @@ def record_serving_set(store: Store, entry: ServingSet) -> None:
             "(SELECT model_version, as_of_batch FROM serving_sets ORDER BY created_at DESC, as_of_batch DESC LIMIT $keep)",
             {"keep": KEEP_SETS},
         )
-        for table in ("batch_recommendations", "user_embeddings", "movie_embeddings"):
+        for table in ("batch_recommendations", "cold_start_recommendations", "user_embeddings", "movie_embeddings"):
             store.execute(
                 f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
                 "WHERE s.model_version = t.model_version AND s.as_of_batch = t.as_of_batch)"

@@ -135,16 +135,19 @@ def test_recommendations_for_a_known_user_are_the_precomputed_unrated_movies(ser
     assert len(server.client.get(f"/recommendations/{user}").json()["items"]) == 10  # the default n
 
 
-def test_an_unknown_user_gets_the_popularity_fallback_and_says_so(served):
+def test_an_unknown_user_gets_the_cold_start_list_and_says_so(served):
     server, replay = served
     body = server.client.get(f"/recommendations/{COLD_USER}", params={"n": 5}).json()
     Recommendations.model_validate(body)
-    assert body["source"] == "popularity" and body["score_kind"] == "recent_ratings" and "no ratings" in body["reason"]
+    assert body["source"] == "cold_start" and body["score_kind"] == "predicted_rating" and "no ratings" in body["reason"]
+    expected = Expected(replay)
     with replay.features_db() as db:
-        popular = db.query("SELECT movie_id, ratings FROM popular_movies ORDER BY rank LIMIT 5")
-    assert [item["movie_id"] for item in body["items"]] == popular["movie_id"].to_list()
-    assert [item["score"] for item in body["items"]] == popular["ratings"].to_list()
-    assert popular["ratings"].to_list() == sorted(popular["ratings"].to_list(), reverse=True)
+        cold = db.query(
+            "SELECT movie_id, score FROM cold_start_recommendations WHERE model_version = $v AND as_of_batch = $a ORDER BY rank LIMIT 5",
+            {"v": expected.serving.model_version, "a": expected.serving.as_of_batch},
+        )
+    assert cold.height == 5 and [item["movie_id"] for item in body["items"]] == cold["movie_id"].to_list()
+    assert [item["score"] for item in body["items"]] == pytest.approx(cold["score"].to_list(), abs=1e-4)
 
 
 def test_a_users_profile_is_their_ratings_per_genre_in_the_lake(served):
@@ -161,7 +164,7 @@ def test_a_users_profile_is_their_ratings_per_genre_in_the_lake(served):
         assert user["genres"] == expected.genre_profile(user_id)
         assert user["as_of"] == expected.serving.partition_key
         assert user["has_recommendations"] == (user_id in recommended)
-    expect_error(server.client.get(f"/users/{COLD_USER}"), 404, f"User {COLD_USER} has no ratings", "popularity")
+    expect_error(server.client.get(f"/users/{COLD_USER}"), 404, f"User {COLD_USER} has no ratings", "cold-start list")
 
 
 def test_a_movie_is_its_catalog_row_and_its_ratings_in_the_lake(served):
@@ -358,7 +361,7 @@ def test_the_api_answers_from_postgresql(pg_base, archive, tmp_path, start_serve
     with replay.features_db() as db:
         user = int(db.scalar("SELECT min(user_id) FROM batch_recommendations"))
     assert server.client.get(f"/recommendations/{user}").json()["source"] == "model"
-    assert server.client.get(f"/recommendations/{COLD_USER}").json()["source"] == "popularity"
+    assert server.client.get(f"/recommendations/{COLD_USER}").json()["source"] == "cold_start"
     expect_error(server.client.get("/recommendations/1?n=0"), 422, "query parameter n")
 
 

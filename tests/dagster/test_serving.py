@@ -13,9 +13,9 @@ from asset_replay import BATCH, BOOTSTRAP, BOOTSTRAP_ASSETS, CALENDAR, AssetRepl
 
 from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
-from recsys.features.point_in_time import catalog_features, user_features
+from recsys.features.point_in_time import catalog_features, cold_user, user_features
 from recsys.features.state import state_as_of
-from recsys.models import ranking, registry, retrieval
+from recsys.models import daily, network, ranking, registry, retrieval
 from recsys.models.artifacts import load_model
 from recsys.models.training import predict
 from recsys.models.versions import config_of, load_version, retrieval_config_of
@@ -112,6 +112,15 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
             stored = recs.filter(pl.col("user_id") == user).sort("rank")["movie_id"].to_list()
             assert stored == expected.tolist()
 
+        # The cold-start list: the two stages for the cold user of both towers, over the set's movies.
+        movie_ids, rating_movies = serving_store.read_embeddings(db, "movie", served.model_version, last)
+        _, _, mean_then = state_as_of(db, last, CALENDAR, users=False)
+        cold_rating = network.embed_users(load_version(champion), cold_user(mean_then), config_of(champion))
+        columns, deviations = retrieval.cold_start(model, retrieval.embed_movie_ids(model, movie_ids), cold_rating, rating_movies, served.recommendations_per_user, settings)
+        stored_cold = serving_store.read_cold_start(db, served.model_version, last)
+        assert stored_cold["movie_id"].to_list() == movie_ids[columns].tolist()
+        assert np.allclose(stored_cold["score"].to_numpy(), np.clip(deviations + mean_then, 0.5, 5.0), atol=1e-4)
+
         # The stored scores are the rating model's predictions for those pairs (embeddings agree).
         users, movies, global_mean = state_as_of(db, last, CALENDAR)
         assert global_mean == pytest.approx(served.global_mean)
@@ -143,13 +152,13 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
             # From the second day on, yesterday's retrieval warm start is scored beside the champion.
             assert set(zip(day["model"], day["protocol"])) == every_day | ({("retrieval_warm", "catalog")} if batch else set())
             assert day.height == len(every_day) + (1 if batch else 0)
-        # What is served: the two-stage list to users who rated before the day, the fallback to new ones.
+        # What is served: the two-stage list to users who rated before the day, the cold-start list to new ones.
         figures = db.query(
             "SELECT model, segment, users, ndcg_at_10 FROM ranking_metrics WHERE protocol = 'catalog' AND batch = $b", {"b": last}
         )
         value = {(m, seg): (u, n) for m, seg, u, n in figures.iter_rows()}
         assert value["served", "with_history"] == pytest.approx(value["two_stage", "with_history"])
-        assert value["served", "no_history"] == pytest.approx(value["popularity", "no_history"])
+        assert value["served", "no_history"] == pytest.approx(value["cold_start", "no_history"])
         popular = db.query("SELECT movie_id, ratings FROM popular_movies")
         assert popular.height > 0 and (popular["ratings"] >= 20).all()
 
@@ -257,10 +266,12 @@ def test_pgvector_columns_and_index_where_the_server_offers_the_extension(pgvect
         assert serving_store.prepare_embeddings(db, "array")[0] == "pgvector"
 
 
-def test_without_a_promotion_only_the_users_who_rated_are_ranked_again(archive, tmp_path):
+def test_without_a_promotion_only_the_users_who_rated_are_ranked_again(archive, tmp_path, monkeypatch):
     """A day with the same champions as the day before ranks the users who rated that day and
     carries the others' lists over unchanged; the ranked users' lists are those a full ranking
-    gives (computed again with the earlier set out of the way)."""
+    gives (computed again with the earlier set out of the way). And the catalog protocol ranks
+    a sample of a day's users when they are more than its limit."""
+    monkeypatch.setattr(daily, "CATALOG_USERS", 10)
     replay = AssetReplay(str(tmp_path / "stores"), archive, tmp_path / "models", serve=True)
     modeling = replay.resources["modeling"]
     replay.resources["modeling"] = ModelingResource(artifact_dir=modeling.artifact_dir, seed=modeling.seed, promotion_margin=10.0)  # never promote
@@ -275,6 +286,11 @@ def test_without_a_promotion_only_the_users_who_rated_are_ranked_again(archive, 
         assert second["users_ranked"].value == len(rated_on_day) > 0
         assert second["users_carried"].value == before["user_id"].n_unique() - len(rated_on_day & set(before["user_id"])) > 0
         assert after.filter(~pl.col("user_id").is_in(list(rated_on_day))).equals(before.filter(~pl.col("user_id").is_in(list(rated_on_day))))
+        users = db.query(
+            "SELECT protocol, max(users) AS users FROM ranking_metrics WHERE segment = 'all' AND batch = 1 GROUP BY protocol"
+        )
+        users = dict(users.iter_rows())
+        assert users["catalog"] <= 10 < users["rated"]
         db.execute("DELETE FROM serving_sets WHERE as_of_batch = 0")
         full = build_recommendations(db, replay.resources["serving"].settings(), 1, CALENDAR)
         assert full.carried_from is None and full.users_ranked == after["user_id"].n_unique()
