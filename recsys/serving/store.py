@@ -112,27 +112,24 @@ def similar_movies(store: Store, version: str, as_of_batch: int, movie_id: int, 
 
 def write_recommendations(store: Store, version: str, as_of_batch: int, recommendations: pl.DataFrame) -> int:
     """Replace the recommendations of `version` as of `as_of_batch` with (user_id, rank, movie_id, score) rows."""
-    frame = recommendations.select(
-        pl.lit(version).alias("model_version"),
-        pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch"),
-        pl.col("user_id").cast(pl.Int64),
-        pl.col("rank").cast(pl.Int16),
-        pl.col("movie_id").cast(pl.Int64),
-        pl.col("score").cast(pl.Float32),
-    )
-    return store.replace("batch_recommendations", _SET, {"version": version, "as_of": as_of_batch}, frame)
+    return _replace_lists(store, "batch_recommendations", version, as_of_batch, recommendations.select("user_id", "rank", "movie_id", "score"))
 
 
 def write_cold_start(store: Store, version: str, as_of_batch: int, recommendations: pl.DataFrame) -> int:
     """Replace the cold-start list of set (`version`, `as_of_batch`) with (rank, movie_id, score) rows."""
-    frame = recommendations.select(
+    return _replace_lists(store, "cold_start_recommendations", version, as_of_batch, recommendations.select("rank", "movie_id", "score"))
+
+
+_LIST_TYPES = {"user_id": pl.Int64, "rank": pl.Int16, "movie_id": pl.Int64, "score": pl.Float32}
+
+
+def _replace_lists(store: Store, table: str, version: str, as_of_batch: int, rows: pl.DataFrame) -> int:
+    frame = rows.select(
         pl.lit(version).alias("model_version"),
         pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch"),
-        pl.col("rank").cast(pl.Int16),
-        pl.col("movie_id").cast(pl.Int64),
-        pl.col("score").cast(pl.Float32),
+        *(pl.col(name).cast(_LIST_TYPES[name]) for name in rows.columns),
     )
-    return store.replace("cold_start_recommendations", _SET, {"version": version, "as_of": as_of_batch}, frame)
+    return store.replace(table, _SET, {"version": version, "as_of": as_of_batch}, frame)
 
 
 def read_cold_start(store: Store, version: str, as_of_batch: int) -> pl.DataFrame:
