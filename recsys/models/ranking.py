@@ -164,16 +164,27 @@ def unrated_from_ranking(ranking: pl.DataFrame, users: pl.Series, rated: pl.Data
     """Each user's top-n of a global ranking (movie_id, rank) after dropping the movies they rated.
 
     How the popularity ranking is personalized only by exclusion: everyone gets the same list
-    minus what they have seen. It is `top_n_unrated` with a score that ignores the user (minus
-    the global rank), so heavy users who rated much of the head cost no more than anyone.
+    minus what they have seen. A user's first n unrated movies lie within the ranking's first
+    n + (movies of it they rated), so that head is all a user's list is drawn from: joins over
+    about users x n + rated pairs, with no search over the catalog.
     Returns user_id, rank (1..n), movie_id.
     """
-    movie_ids = ranking.sort("rank")["movie_id"].to_numpy()
-    user_ids = np.sort(users.unique().to_numpy())
-    by_rank = -np.arange(len(movie_ids), dtype=np.float32)[:, None]  # exact in float32 below 2**24
-    indptr, indices = rated_positions(rated, user_ids, movie_ids)
-    columns, scores = top_n_unrated(np.ones((len(user_ids), 1), dtype=np.float32), by_rank, indptr, indices, n)
-    return as_list(user_ids, movie_ids, columns, scores).select("user_id", "rank", "movie_id")
+    ordered = ranking.sort("rank").select("movie_id").with_row_index("position")
+    seen = rated.select("user_id", "movie_id").unique().join(ordered, on="movie_id")
+    heads = (
+        pl.DataFrame({"user_id": users.unique().sort()})
+        .join(seen.group_by("user_id").len("rated"), on="user_id", how="left")
+        .select("user_id", pl.int_ranges(0, pl.min_horizontal(n + pl.col("rated").fill_null(0), ordered.height), dtype=pl.UInt32).alias("position"))
+        .explode("position")
+    )
+    return (
+        heads.join(ordered, on="position")
+        .join(seen, on=["user_id", "movie_id"], how="anti")
+        .sort("user_id", "position")
+        .group_by("user_id", maintain_order=True)
+        .head(n)
+        .select("user_id", (pl.int_range(pl.len()).over("user_id") + 1).cast(pl.Int16).alias("rank"), "movie_id")
+    )
 
 
 def rank_by_score(candidates: pl.DataFrame, score: str) -> pl.DataFrame:

@@ -108,3 +108,21 @@ def test_popularity_for_a_user_skips_what_they_rated():
 def test_rank_by_score_breaks_ties_by_id_and_puts_missing_scores_last():
     candidates = pl.DataFrame({"user_id": [1, 1, 1, 1], "movie_id": [4, 3, 2, 1], "score": [2.0, None, 2.0, 3.0]})
     assert ranking.rank_by_score(candidates, "score")["movie_id"].to_list() == [1, 2, 4, 3]
+
+
+def test_a_global_ranking_minus_each_users_rated_movies_is_the_brute_force_list():
+    rng = np.random.default_rng(1)
+    popular = pl.DataFrame({"movie_id": rng.permutation(300), "rank": np.arange(1, 301)})
+    # Heavy and light users; user 7 rated the whole ranking, users 50-59 nothing.
+    rated = pl.concat([
+        pl.DataFrame({"user_id": rng.integers(0, 50, 3000), "movie_id": rng.integers(0, 300, 3000)}),
+        pl.DataFrame({"user_id": np.full(300, 7), "movie_id": np.arange(300)}),
+    ])  # fmt: skip
+    lists = ranking.unrated_from_ranking(popular, pl.Series(np.arange(60)), rated, n=10)
+    order = popular.sort("rank")["movie_id"].to_list()
+    for user in range(60):
+        seen = set(rated.filter(pl.col("user_id") == user)["movie_id"].to_list())
+        listed = lists.filter(pl.col("user_id") == user).sort("rank")
+        assert listed["movie_id"].to_list() == [m for m in order if m not in seen][:10]
+        assert listed["rank"].to_list() == list(range(1, listed.height + 1))
+    assert lists.filter(pl.col("user_id") == 7).height == 0
