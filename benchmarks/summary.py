@@ -236,7 +236,7 @@ def quality_table() -> str:
         ("popularity", "most popular by recent count (the fallback)"), ("popularity_by_mean", "best rated recently"),
         ("champion", "rating model alone"), ("retrieval", "retrieval model alone"), ("two_stage", "two-stage list"),
         ("cold_start", "one two-stage list for a user without ratings (the towers' cold user)"),
-        ("served", "served: two-stage for returning users, most popular for new"),
+        ("served", "served: two-stage for returning users, the cold-start list for new"),
     ):  # fmt: skip
         cells = [
             " / ".join(f"{r['ndcg_at_10'][segment].get(model, float('nan')):.3f}" for segment in ("all", "with_history", "no_history"))
