@@ -186,7 +186,8 @@ def rank_day(
     retrieval_lists, two_stage_list = {}, None
     for kind, version in retrievers.items():
         model = load_version(version)
-        users_r, movies_r = retrieval.embed_user_ids(model, user_ids), retrieval.embed_movie_ids(model, movie_ids)
+        users_r = retrieval.user_queries(model, user_ids, retrieval_config_of(version))
+        movies_r = retrieval.embed_movie_ids(model, movie_ids)
         found, found_scores = ranking.top_n_unrated(users_r, movies_r, indptr, indices, ranking.K)
         retrieval_lists[kind] = ranking.as_list(user_ids, movie_ids, found, found_scores).select("user_id", "rank", "movie_id")
         if kind == "champion":

@@ -70,12 +70,17 @@ class RetrievalConfig:
     warm_epochs: int = 2
     candidates: int = 50  # movies the retrieval stage hands to the rating model per user
     rating_weight: float = 0.9  # stars of predicted rating worth one unit of retrieval logit
+    # A user is matched with the cold user plus this share of what their id row learned (see
+    # `user_queries`); 1 is the tower's own output, 0 the cold-start query for everyone.
+    user_shrinkage: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("id_buckets", "embedding_dim", "batch_size", "epochs", "max_pairs_seen", "warm_epochs", "candidates"):
             if getattr(self, name) < 1:
                 raise RecsysError(f"The retrieval model's {name} must be at least 1, got {getattr(self, name)}.")
+        if not 0.0 <= self.user_shrinkage <= 1.0:
+            raise RecsysError(f"The retrieval model's user_shrinkage must be between 0 and 1, got {self.user_shrinkage}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,6 +195,20 @@ def cold_user_vector(model: keras.Model) -> np.ndarray:
     about users in general). What a user with no ratings is matched with."""
     layer = model.get_layer(USER_VECTOR)
     return np.asarray(layer(np.zeros((1, layer.input.shape[-1]), dtype=np.float32)), dtype=np.float32)
+
+
+def user_queries(model: keras.Model, user_ids: np.ndarray, config: RetrievalConfig) -> np.ndarray:
+    """What each user is matched with: the cold user plus `config.user_shrinkage` times the
+    deviation their id row learned (shrinkage toward the population, as a Bayesian mean is).
+
+    Why: a user's learned deviation fits the movies they already rated, which a recommendation
+    leaves out, and the cold user carries the population's taste. On MovieLens 100K's replay
+    (returning users' catalog NDCG@10 of the two-stage list) the tower's own output scored 0.095
+    on the first five days and 0.136 on the last five. 0.5 was chosen on the first five (0.120
+    there; 0.25 and 0.75 did about as well) and scored 0.176 on the five held out.
+    """
+    cold = cold_user_vector(model)
+    return cold + config.user_shrinkage * (embed_user_ids(model, user_ids) - cold)
 
 
 def two_stage(

@@ -136,7 +136,7 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
     model = load_version(retriever)
     retrieval_movies = retrieval.embed_movie_ids(model, movie_ids)
     columns, deviations = retrieval.two_stage(
-        retrieval.embed_user_ids(model, user_ids), retrieval_movies,
+        retrieval.user_queries(model, user_ids, retrieval_config_of(retriever)), retrieval_movies,
         user_vectors, movie_vectors, indptr, indices, n, retrieval_config_of(retriever),
     )  # fmt: skip
     # The score shown is the predicted rating; the rank is the two-stage order.

@@ -101,7 +101,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
             user_ids, rating_users = serving_store.read_embeddings(db, "user", served.model_version, computed_on)
             movie_ids, rating_movies = serving_store.read_embeddings(db, "movie", served.model_version, computed_on)
             row = int(np.searchsorted(user_ids, user))
-            found_users, found_movies = retrieval.embed_user_ids(model, user_ids[row : row + 1]), retrieval.embed_movie_ids(model, movie_ids)
+            found_users, found_movies = retrieval.user_queries(model, user_ids[row : row + 1], settings), retrieval.embed_movie_ids(model, movie_ids)
             user = int(user)
             rated_then = lake.query("SELECT movie_id FROM lake_ratings WHERE batch <= $a AND user_id = $u", {"a": computed_on, "u": user})
             unrated = ~np.isin(movie_ids, rated_then["movie_id"].to_numpy())

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from recsys.errors import RecsysError
 from recsys.models import ranking
 from recsys.models.artifacts import load_model, save_model, warm_start
 from recsys.models.retrieval import (
@@ -17,6 +18,7 @@ from recsys.models.retrieval import (
     fresh_retrieval_model,
     train_retrieval,
     two_stage,
+    user_queries,
 )
 from recsys.models.versions import RETRIEVAL_LAYERS
 
@@ -113,3 +115,26 @@ def test_the_cold_user_is_what_training_taught_about_users_in_general():
     fresh_id = next(i for i in range(10_000, 20_000) if int(np.asarray(model.get_layer("user_id_hash")(np.array([i])))[0]) not in rows)
     untrained = embed_user_ids(model, np.array([fresh_id]))
     assert np.linalg.norm(untrained - cold) < np.linalg.norm(trained - cold, axis=1).min()
+
+
+def test_a_users_query_is_the_cold_user_plus_a_share_of_what_their_id_learned():
+    pairs = choices(np.random.default_rng(0))
+    model = fresh_retrieval_model(CONFIG)
+    train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=CONFIG.epochs)
+    users = np.arange(60)
+    own, cold = embed_user_ids(model, users), cold_user_vector(model)
+    np.testing.assert_allclose(user_queries(model, users, RetrievalConfig(user_shrinkage=1.0)), own, rtol=1e-6)
+    np.testing.assert_allclose(user_queries(model, users, RetrievalConfig(user_shrinkage=0.0)), np.repeat(cold, 60, 0), rtol=1e-6)
+    halfway = user_queries(model, users, RetrievalConfig(user_shrinkage=0.5))
+    np.testing.assert_allclose(halfway - cold, (own - cold) / 2, rtol=1e-5, atol=1e-6)
+    # Shrunk, the queries still tell the two tastes apart: each user's own kind of movie first.
+    movies = np.concatenate([np.arange(100, 120), np.arange(200, 220)])
+    indptr, indices = ranking.rated_positions(pairs, users, movies)
+    columns, _ = ranking.top_n_unrated(halfway, embed_movie_ids(model, movies), indptr, indices, 5)
+    assert np.where(users[:, None] < 30, movies[columns] < 200, movies[columns] >= 200).mean() > 0.8
+
+
+@pytest.mark.parametrize("shrinkage", [-0.1, 1.5])
+def test_a_shrinkage_outside_zero_to_one_is_refused(shrinkage):
+    with pytest.raises(RecsysError, match="user_shrinkage must be between 0 and 1"):
+        RetrievalConfig(user_shrinkage=shrinkage)
