@@ -7,21 +7,17 @@ text in `raw_line` where it does not. Rows are never deleted; the lake marks bat
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from recsys.raw.archive import (
-    batch_count,
-    default_bootstrap_rows,
-    order_archive,
-    type_fields,
-)
+from recsys.raw.archive import SORT_MEMORY, batch_count, default_bootstrap_rows, order_typed, replay_rows, sink_typed
 from recsys.errors import RecsysError
 from recsys.sources import readers
-from recsys.stores import Store, duckdb_path, is_postgres_url, open_store
+from recsys.stores import DuckDBStore, Store, duckdb_path, is_postgres_url, open_store
 
 
 @dataclass(frozen=True)
@@ -76,35 +72,53 @@ def load_movies(data_dir: Path, store: Store) -> int:
     return movies.height
 
 
+ROWS_PER_FRAME = 1_000_000  # rows per frame streamed to a PostgreSQL store (about 50 MB)
+
+
 def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: int | None) -> ArchiveSummary:
-    """Replace raw_ratings with the archive in replay order, each row tagged with its batch."""
+    """Replace raw_ratings with the archive in replay order, each row tagged with its batch.
+
+    Typing and ordering go through files in a scratch folder beside the store
+    (`recsys.raw.archive`), so memory stays about one gigabyte whatever the archive's size. A
+    DuckDB store inserts the ordered rows itself; a PostgreSQL one gets them in one binary COPY,
+    a million rows at a time.
+    """
     started = time.perf_counter()
     layout = readers.detect_layout(data_dir)
-    raw = type_fields(readers.scan_raw_ratings(data_dir)).collect()
-    total = raw.height
-    bootstrap = default_bootstrap_rows(total, bootstrap_rows, batch_size)
-    batches = batch_count(total, bootstrap, batch_size)
-    ordered = order_archive(raw, bootstrap, batch_size)
-    del raw  # the unordered copy: keep peak memory to one copy of the archive plus the order
-    loaded_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-    archive_row = pl.DataFrame(
-        {
-            "source": [str(data_dir)],
-            "layout": [layout.value],
-            "rows": [total],
-            "movies": [store.scalar("SELECT count(*) FROM raw_movies")],
-            "bootstrap_rows": [bootstrap],
-            "batch_size": [batch_size],
-            "batches": [batches],
-            "max_timestamp": [int(loaded_at.replace(tzinfo=dt.timezone.utc).timestamp())],
-            "loaded_at": [loaded_at],
-        }
-    )
-    with store.transaction():
-        for table in ("raw_ratings", "raw_archive", "raw_processed"):
-            store.execute(f"DELETE FROM {table}")
-        store.insert("raw_ratings", ordered)
-        store.insert("raw_archive", archive_row)
+    with tempfile.TemporaryDirectory(prefix=".raw-load-", dir=_scratch_parent(store)) as scratch:
+        typed, ordered = Path(scratch) / "typed.parquet", Path(scratch) / "ordered.parquet"
+        sink_typed(data_dir, typed)
+        total = order_typed(typed, ordered, Path(scratch))
+        typed.unlink()
+        bootstrap = default_bootstrap_rows(total, bootstrap_rows, batch_size)
+        batches = batch_count(total, bootstrap, batch_size)
+        loaded_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+        archive_row = pl.DataFrame(
+            {
+                "source": [str(data_dir)],
+                "layout": [layout.value],
+                "rows": [total],
+                "movies": [store.scalar("SELECT count(*) FROM raw_movies")],
+                "bootstrap_rows": [bootstrap],
+                "batch_size": [batch_size],
+                "batches": [batches],
+                "max_timestamp": [int(loaded_at.replace(tzinfo=dt.timezone.utc).timestamp())],
+                "loaded_at": [loaded_at],
+            }
+        )
+        with store.transaction():
+            for table in ("raw_ratings", "raw_archive", "raw_processed"):
+                store.clear(table)
+            rows = replay_rows(ordered, bootstrap, batch_size)
+            if isinstance(store, DuckDBStore):
+                store.execute(f"INSERT INTO raw_ratings {rows}")
+            else:
+                import duckdb
+
+                with duckdb.connect(config={"memory_limit": SORT_MEMORY}) as reader:
+                    frames = reader.sql(rows).to_arrow_reader(ROWS_PER_FRAME)
+                    store.insert_batches("raw_ratings", (pl.from_arrow(frame) for frame in frames))
+            store.insert("raw_archive", archive_row)
     store.apply_schema("raw_loaded")
     return ArchiveSummary(
         source=str(data_dir),
@@ -116,3 +130,11 @@ def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: 
         batches=batches,
         seconds=time.perf_counter() - started,
     )
+
+
+def _scratch_parent(store: Store) -> str | None:
+    """Where the load's scratch files go: beside a DuckDB store (the disk it is written to
+    anyway), the system's temporary folder for a server's store."""
+    if isinstance(store, DuckDBStore) and duckdb_path(store.url) != ":memory:":
+        return str(Path(duckdb_path(store.url)).expanduser().resolve().parent)
+    return None

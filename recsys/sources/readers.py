@@ -120,7 +120,7 @@ def scan_raw_ratings(path: Path) -> pl.LazyFrame:
     layout = detect_layout(path)
     if layout is Layout.ML_LATEST:
         ratings = path / "ratings.csv"
-        _check_ml_latest_header(ratings)
+        check_ml_latest_header(ratings)
         # Line 1 is the header; data lines keep their physical line numbers.
         lines = _scan_lines(ratings).filter(pl.col("line_no") > 1)
         return _split_ratings(lines, ",")
@@ -249,7 +249,7 @@ def _scan_netflix_ratings(files: list[Path]) -> pl.LazyFrame:
     )
 
 
-def _check_ml_latest_header(ratings: Path) -> None:
+def check_ml_latest_header(ratings: Path) -> None:
     """Refuse an empty or header-only ratings.csv, or one whose columns are not the known ones."""
     with ratings.open("rb") as file:
         header = file.readline(4096).decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")

@@ -122,3 +122,24 @@ def test_bulk_insert_mixes_complete_numeric_rows_and_rows_with_text_or_nulls(sto
         store.execute("CREATE TABLE mixed (seq BIGINT, batch INTEGER, rating DOUBLE PRECISION, raw_line TEXT)")
         assert store.insert("mixed", frame) == 6
         assert store.query("SELECT * FROM mixed ORDER BY seq").equals(frame)
+
+
+def test_a_stream_of_frames_is_inserted_whole_or_not_at_all(store_base):
+    frames = [
+        pl.DataFrame({"seq": [0, 1], "raw_line": [None, "x,1"]}, schema={"seq": pl.Int64, "raw_line": pl.String}),
+        pl.DataFrame({"seq": [2], "raw_line": [None]}, schema={"seq": pl.Int64, "raw_line": pl.String}),
+    ]
+    with open_store(store_urls(store_base)["raw"]) as store:
+        store.execute("CREATE TABLE streamed (seq BIGINT, raw_line TEXT)")
+        assert store.insert_batches("streamed", iter(frames)) == 3
+        assert store.query("SELECT * FROM streamed ORDER BY seq").equals(pl.concat(frames))
+
+        def failing():
+            yield frames[1]
+            raise RuntimeError("the source broke")
+
+        with pytest.raises(RuntimeError, match="the source broke"):
+            with store.transaction():
+                store.clear("streamed")
+                store.insert_batches("streamed", failing())
+        assert store.scalar("SELECT count(*) FROM streamed") == 3
