@@ -87,7 +87,7 @@ def main() -> None:
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
         "method": "recsys.raw.load.load_archive in a fresh process per run: Polars types the ratings (its strict CSV "
         "reader for a clean ratings.csv, else the line reader) and streams them to Parquet, DuckDB sorts them into "
-        "replay order out of core (1 GB memory limit) to a second Parquet file, whose row numbers are the rows' seq; "
+        "replay order out of core (1.5 GB memory limit) to a second Parquet file, whose row numbers are the rows' seq; "
         "a DuckDB store inserts from it, a PostgreSQL one gets binary COPY a million rows at a time; then BRIN "
         "summary and ANALYZE. Medians over the runs.",
     }
