@@ -7,6 +7,7 @@ text in `raw_line` where it does not. Rows are never deleted; the lake marks bat
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ def load_movies(data_dir: Path, store: Store) -> int:
 
 
 ROWS_PER_FRAME = 1_000_000  # rows per frame streamed to a PostgreSQL store (about 50 MB)
+SCRATCH_PREFIX = ".raw-load-"  # the scratch folder of a load in progress
 
 
 def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: int | None) -> ArchiveSummary:
@@ -85,7 +87,7 @@ def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: 
     """
     started = time.perf_counter()
     layout = readers.detect_layout(data_dir)
-    with tempfile.TemporaryDirectory(prefix=".raw-load-", dir=_scratch_parent(store)) as scratch:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=_scratch_parent(store)) as scratch:
         typed, ordered = Path(scratch) / "typed.parquet", Path(scratch) / "ordered.parquet"
         sink_typed(data_dir, typed)
         total = order_typed(typed, ordered, Path(scratch))
@@ -134,7 +136,13 @@ def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: 
 
 def _scratch_parent(store: Store) -> str | None:
     """Where the load's scratch files go: beside a DuckDB store (the disk it is written to
-    anyway), the system's temporary folder for a server's store."""
+    anyway), the system's temporary folder for a server's store.
+
+    Beside a DuckDB store, what a killed load left there goes first: only one process writes
+    the store at a time (its lock), so no other load's scratch can be in that folder."""
     if isinstance(store, DuckDBStore) and duckdb_path(store.url) != ":memory:":
-        return str(Path(duckdb_path(store.url)).expanduser().resolve().parent)
+        parent = Path(duckdb_path(store.url)).expanduser().resolve().parent
+        for leftover in parent.glob(f"{SCRATCH_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        return str(parent)
     return None
