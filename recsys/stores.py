@@ -113,10 +113,7 @@ class Store(ABC):
     def run_file(self, name: str, params: Params = None, *, fill: dict[str, object] | None = None) -> None:
         """Run the statements of `sql/<name>.sql` in order (no schema variants), with each
         `{key}` of `fill` replaced by its value first (for what DDL cannot take as a parameter)."""
-        script = (SQL_DIR / f"{name}.sql").read_text()
-        for key, value in (fill or {}).items():
-            script = script.replace(f"{{{key}}}", str(value))
-        for statement in split_statements(script):
+        for statement in split_statements(sql_script(name, fill)):
             self.execute(statement, params)
 
     def read_sql(self, name: str, params: Params = None) -> pl.DataFrame:
@@ -142,6 +139,14 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sql_script(name: str, fill: dict[str, object] | None = None) -> str:
+    """The text of `sql/<name>.sql`, each `{key}` of `fill` replaced by its value."""
+    script = (SQL_DIR / f"{name}.sql").read_text()
+    for key, value in (fill or {}).items():
+        script = script.replace(f"{{{key}}}", str(value))
+    return script
 
 
 def split_statements(script: str) -> list[str]:

@@ -23,7 +23,7 @@ import polars as pl
 from recsys.errors import RecsysError
 from recsys.sources import readers
 from recsys.sources.readers import Layout
-from recsys.stores import SQL_DIR
+from recsys.stores import sql_script
 
 BOOTSTRAP_BATCH = -1
 
@@ -134,8 +134,8 @@ def order_typed(typed: Path, ordered: Path, scratch: Path, memory_limit: str = S
     import duckdb
 
     with duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": str(scratch)}) as sorter:
-        sorter.execute(_sql("raw_replay_order", typed=typed, ordered=ordered))
-        return int(sorter.execute(f"SELECT count(*) FROM read_parquet('{ordered}')").fetchone()[0])
+        sorter.execute(sql_script("raw_replay_order", {"typed": _path(typed), "ordered": _path(ordered)}))
+        return int(sorter.execute(f"SELECT count(*) FROM read_parquet('{_path(ordered)}')").fetchone()[0])
 
 
 def replay_rows(ordered: Path, bootstrap_rows: int, batch_size: int) -> str:
@@ -144,11 +144,10 @@ def replay_rows(ordered: Path, bootstrap_rows: int, batch_size: int) -> str:
     batch (`sql/raw_replay_rows.sql`)."""
     if batch_size <= 0:
         raise RecsysError(f"The batch size must be a positive number of rows, not {batch_size}.")
-    return _sql("raw_replay_rows", ordered=ordered, bootstrap_rows=bootstrap_rows, batch_size=batch_size, bootstrap_batch=BOOTSTRAP_BATCH)
+    fill = {"ordered": _path(ordered), "bootstrap_rows": bootstrap_rows, "batch_size": batch_size, "bootstrap_batch": BOOTSTRAP_BATCH}
+    return sql_script("raw_replay_rows", fill)
 
 
-def _sql(name: str, **fill: object) -> str:
-    script = (SQL_DIR / f"{name}.sql").read_text()
-    for key, value in fill.items():
-        script = script.replace(f"{{{key}}}", str(value))
-    return script
+def _path(path: Path) -> str:
+    """A file path as the text of a SQL string literal."""
+    return str(path).replace("'", "''")

@@ -170,9 +170,10 @@ def test_a_load_stores_every_line_once_in_replay_order(kind, tmp_path, request):
     (archive / "movies.csv").write_text("movieId,title,genres\n1,A (1999),Drama\n2,B (2001),Comedy\n")
     body = "".join(f"{u},{1 + u % 2},{1 + u % 5}.0,{1000 - u // 3}\n" for u in range(40)) + "oops\n7,x,4,5\n"
     (archive / "ratings.csv").write_text(HEADER + body)
-    base = str(tmp_path / "stores") if kind == "duckdb" else request.getfixturevalue("pg_base")
+    # A quote in the store's folder reaches the scratch files' paths in DuckDB's SQL.
+    base = str(tmp_path / "the store's folder") if kind == "duckdb" else request.getfixturevalue("pg_base")
     # What a killed load left beside a DuckDB store is removed by the next load.
-    leftover = tmp_path / "stores" / ".raw-load-killed"
+    leftover = tmp_path / "the store's folder" / ".raw-load-killed"
     leftover.mkdir(parents=True)
     (leftover / "typed.parquet").write_bytes(b"partial")
     with open_store(store_urls(base)["raw"]) as store:
