@@ -6,8 +6,9 @@ columns make the 32M-row load several times faster than text would (sorting, COP
 ingest), which is why the raw layer types at all.
 
 The replay order is (timestamp, userId, movieId); the source line breaks ties so the order is
-total and a reload gives the same batches. Lines whose keys do not parse sort last: they still
-belong to a batch, where the lake rejects them with a reason, so every line is accounted for.
+total and a reload gives the same batches. A key that does not parse sorts after every value of
+it (a line without a timestamp ends the archive). Such lines still belong to a batch, where the
+lake rejects them with a reason, so every line is accounted for.
 
 Loading goes through two Parquet files, so that no step holds the archive in memory: the typed
 rows, streamed by Polars (`sink_typed`), then the same rows in replay order, sorted by DuckDB
