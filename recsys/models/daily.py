@@ -185,14 +185,14 @@ def rank_day(
 
     retrieval_lists, two_stage_list = {}, None
     for kind, version in retrievers.items():
-        model = load_version(version)
-        users_r = retrieval.user_queries(model, user_ids, retrieval_config_of(version))
+        model, settings = load_version(version), retrieval_config_of(version)
+        users_r = retrieval.user_queries(model, user_ids, settings)
         movies_r = retrieval.embed_movie_ids(model, movie_ids)
         found, found_scores = ranking.top_n_unrated(users_r, movies_r, indptr, indices, ranking.K)
         retrieval_lists[kind] = ranking.as_list(user_ids, movie_ids, found, found_scores).select("user_id", "rank", "movie_id")
         if kind == "champion":
             staged, _ = retrieval.two_stage(
-                users_r, movies_r, user_vectors, movie_vectors, indptr, indices, ranking.K, retrieval_config_of(version)
+                users_r, movies_r, user_vectors, movie_vectors, indptr, indices, ranking.K, settings
             )
             two_stage_list = ranking.as_list(user_ids, movie_ids, staged, np.zeros(staged.shape, np.float32)).select(
                 "user_id", "rank", "movie_id"
@@ -201,7 +201,7 @@ def rank_day(
             # all their candidates in order, each user's rated movies dropped.
             cold, _ = retrieval.cold_start(
                 model, movies_r, network.embed_users(scores.champion_model, cold_user(global_mean), config),
-                movie_vectors, retrieval_config_of(version).candidates, retrieval_config_of(version),
+                movie_vectors, settings.candidates, settings,
             )
             cold_ranking = pl.DataFrame({"movie_id": movie_ids[cold[cold >= 0]]}).with_row_index("rank", offset=1)
             cold_start_list = ranking.unrated_from_ranking(cold_ranking, ranked["user_id"], seen, ranking.K)

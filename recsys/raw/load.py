@@ -81,9 +81,9 @@ def load_archive(data_dir: Path, store: Store, batch_size: int, bootstrap_rows: 
     """Replace raw_ratings with the archive in replay order, each row tagged with its batch.
 
     Typing and ordering go through files in a scratch folder beside the store
-    (`recsys.raw.archive`), so memory stays under 2 GB whatever the archive's size (1.7 GB at 32M rows). A
-    DuckDB store inserts the ordered rows itself; a PostgreSQL one gets them in one binary COPY,
-    a million rows at a time.
+    (`recsys.raw.archive`), so memory stays under 2 GB whatever the archive's size (1.7 GB at
+    32M rows). A DuckDB store inserts the ordered rows itself; a PostgreSQL one gets them in one
+    binary COPY, a million rows at a time.
     """
     started = time.perf_counter()
     layout = readers.detect_layout(data_dir)

@@ -133,11 +133,11 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
         ranked = np.isin(user_ids, rated["user_id"].unique().to_numpy())
         user_ids, user_vectors = user_ids[ranked], user_vectors[ranked]
     indptr, indices = ranking.rated_positions(rated, user_ids, movie_ids)
-    model = load_version(retriever)
+    model, retrieval_settings = load_version(retriever), retrieval_config_of(retriever)
     retrieval_movies = retrieval.embed_movie_ids(model, movie_ids)
     columns, deviations = retrieval.two_stage(
-        retrieval.user_queries(model, user_ids, retrieval_config_of(retriever)), retrieval_movies,
-        user_vectors, movie_vectors, indptr, indices, n, retrieval_config_of(retriever),
+        retrieval.user_queries(model, user_ids, retrieval_settings), retrieval_movies,
+        user_vectors, movie_vectors, indptr, indices, n, retrieval_settings,
     )  # fmt: skip
     # The score shown is the predicted rating; the rank is the two-stage order.
     recommendations = ranking.as_list(user_ids, movie_ids, columns, deviations).with_columns(
@@ -146,7 +146,7 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
     # Users without ratings: one list, the two stages for the cold user of both towers.
     cold_columns, cold_deviations = retrieval.cold_start(
         model, retrieval_movies, network.embed_users(load_version(champion), cold_user(global_mean), config_of(champion)),
-        movie_vectors, n, retrieval_config_of(retriever),
+        movie_vectors, n, retrieval_settings,
     )
     cold_start = ranking.as_list(np.zeros(1, np.int64), movie_ids, cold_columns[None], cold_deviations[None]).with_columns(
         (pl.col("score") + global_mean).clip(MIN_RATING, MAX_RATING)
