@@ -57,7 +57,8 @@ def _generate(args: argparse.Namespace) -> None:
 
     drift = [parse_drift(spec, args.ratings, args.batch_size, args.bootstrap_rows) for spec in args.drift]
     shape = {k: v for k, v in (("n_users", args.users), ("n_movies", args.movies)) if v is not None}
-    truth = synthetic.generate(Path(args.out), args.ratings, seed=args.seed, drift=drift, **shape)
+    behaviour = synthetic.INDEPENDENT_PARAMS if args.independent else {}
+    truth = synthetic.generate(Path(args.out), args.ratings, seed=args.seed, drift=drift, **shape, **behaviour)
     print(
         f"Wrote {args.ratings:,} ratings by {truth['n_users']:,} users of {truth['n_movies']:,} movies to {args.out} "
         f"(noise floor MSE {truth['noise_floor_mse']:.4f}; see truth.json)."
@@ -250,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a drift scenario from replay day DAY on: DAY:genre_appeal[:GENRE[:SHIFT]] (e.g. 4:genre_appeal:Comedy:-1.5, "
         "Comedy rated 1.5 stars lower), DAY:new_population[:COUNT[:SHARE]] (new users make SHARE of the ratings), "
         "DAY:catalog_growth[:COUNT[:SHARE]] (new movies get SHARE); days count under --batch-size and --bootstrap-rows; repeatable",
+    )  # fmt: skip
+    generate.add_argument(
+        "--independent", action="store_true",
+        help="the generator before sessions and preference-driven choice: every rating draws its user by activity and "
+        "its movie by popularity alone (for comparison)",
     )  # fmt: skip
     generate.add_argument("--batch-size", type=int, default=50_000, help="the replay's rows per day, to place --drift days")
     generate.add_argument("--bootstrap-rows", type=int, default=None, help="the replay's bootstrap rows, to place --drift days")

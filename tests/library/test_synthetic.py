@@ -14,6 +14,7 @@ from recsys.errors import RecsysError
 from recsys.sources.synthetic import (
     DEFAULT_PARAMS,
     GENRES,
+    INDEPENDENT_PARAMS,
     generate,
     population_size,
     rating_moments,
@@ -179,6 +180,78 @@ def test_genre_preference_matters(generated: tuple[Path, dict]) -> None:
     assert truth["oracle_bias_prior_mse"] >= bias_only
 
 
+def _runs(ratings: pl.DataFrame) -> pl.DataFrame:
+    """Runs of consecutive rows by one user: their user, first row and length."""
+    return (
+        ratings.with_row_index("row")
+        .with_columns(run=(pl.col("userId") != pl.col("userId").shift(1)).fill_null(True).cum_sum())
+        .group_by("run", maintain_order=True)
+        .agg(pl.col("userId").first(), pl.col("row").first(), pl.len().alias("length"))
+    )
+
+
+def test_users_rate_in_sessions(ratings: pl.DataFrame, generated: tuple[Path, dict], tmp_path: Path) -> None:
+    """A user's ratings come in runs (sessions); an arriving user starts with a long first session,
+    so most of a new user's early history is their first day; the sessions go on across chunks."""
+    out, truth = generated
+    params = truth["params"]
+    runs = _runs(ratings)
+    # Runs are sessions; a few are split where a user who had rated nearly every movie present
+    # was replaced at one rating (the unique-pairs redraw), and two adjacent sessions of one user merge.
+    assert truth["n_sessions"] <= runs.height <= 1.25 * truth["n_sessions"]
+    assert truth["n_sessions"] < N_RATINGS / 5
+    # Every user who arrived during the stream (not present from the start) begins with a first session.
+    initial = math.ceil(truth["n_users"] * params["initial_user_fraction"])
+    first_runs = runs.group_by("userId", maintain_order=True).first().filter(pl.col("userId") > initial)
+    complete = first_runs.filter(pl.col("row") + params["first_session_min"] <= N_RATINGS)
+    assert complete.height > 0.9 * (truth["n_users"] - initial)
+    assert (complete["length"] >= params["first_session_min"]).mean() > 0.95
+    # A session open at a chunk's end (30,000 rows) goes on in the next chunk.
+    boundaries = [boundary for boundary in range(30_000, N_RATINGS, 30_000)]
+    crossing = ratings.with_row_index("row").filter(pl.col("row").is_in([b - 1 for b in boundaries] + boundaries))
+    pairs = crossing["userId"].to_list()
+    assert sum(pairs[2 * k] == pairs[2 * k + 1] for k in range(len(boundaries))) >= len(boundaries) // 2
+    # A day of 5,000 rows has far fewer distinct users than without sessions.
+    independent_out = tmp_path / "independent"
+    generate(independent_out, N_RATINGS, seed=7, chunk_size=30_000, **INDEPENDENT_PARAMS)
+    independent = pl.read_csv(independent_out / "ratings.csv")
+    assert _runs(independent)["length"].mean() < 1.2
+
+    def users_per_day(frame: pl.DataFrame) -> float:
+        days = frame.with_row_index("row").with_columns(day=pl.col("row") // 5_000)
+        return days.group_by("day").agg(pl.col("userId").n_unique())["userId"].mean()
+
+    assert users_per_day(ratings) < 0.5 * users_per_day(independent)
+
+
+def _genre_affinity(out: Path, ratings: pl.DataFrame) -> float:
+    """The correlation, over (user, genre), between the user's preference for the genre and how much
+    more of their ratings fall in it than the genre's share of all ratings."""
+    users = pl.read_parquet(out / "truth_users.parquet")
+    movies = pl.read_csv(out / "movies.csv").select("movieId", pl.col("genres").str.split("|").alias("genre"))
+    by_genre = ratings.join(movies, on="movieId").explode("genre").filter(pl.col("genre").is_in(GENRES))
+    share = by_genre.group_by("genre").len().with_columns(overall=pl.col("len") / pl.col("len").sum()).drop("len")
+    per_user = (
+        by_genre.group_by("userId", "genre").len()
+        .with_columns(user_share=pl.col("len") / pl.col("len").sum().over("userId"), total=pl.col("len").sum().over("userId"))
+        .filter(pl.col("total") >= 50)
+        .join(share, on="genre")
+    )  # fmt: skip
+    preferences = users.unpivot(
+        index="userId", on=[f"pref_{genre}" for genre in GENRES], variable_name="genre", value_name="pref"
+    ).with_columns(pl.col("genre").str.strip_prefix("pref_"))
+    joined = per_user.join(preferences, on=["userId", "genre"])
+    return joined.select(pl.corr("pref", (pl.col("user_share") / pl.col("overall")).log())).item()
+
+
+def test_choice_follows_preferences(ratings: pl.DataFrame, generated: tuple[Path, dict], tmp_path: Path) -> None:
+    """Users rate more of the genres they prefer; with choice by popularity alone they do not."""
+    assert _genre_affinity(generated[0], ratings) > 0.2
+    out = tmp_path / "popularity_only"
+    generate(out, N_RATINGS, seed=7, chunk_size=30_000, genre_focus=0.0)
+    assert abs(_genre_affinity(out, pl.read_csv(out / "ratings.csv"))) < 0.05
+
+
 def test_rating_moments_exact() -> None:
     sigma = 0.5
     m = np.array([-3.0, 0.1, 0.74, 1.0, 2.2501, 3.5, 4.7499, 5.3, 9.0])
@@ -224,6 +297,8 @@ def test_tiny_and_repeating_pairs(tmp_path: Path) -> None:
         ({"n_ratings": 0}, "n_ratings must be a positive"),
         ({"n_ratings": 10, "sigma_nois": 0.5}, "unknown synthetic data parameter"),
         ({"n_ratings": 10, "sigma_noise": 0.0}, "sigma_noise must be positive"),
+        ({"n_ratings": 10, "genre_focus": 1.5}, "genre_focus must be a share"),
+        ({"n_ratings": 10, "first_session_min": 50}, "Sessions need"),
         (
             {"n_ratings": 2_000, "n_users": 20, "n_movies": 50},
             "could not draw 2000 distinct .* from 20 users and 50 movies",

@@ -18,11 +18,25 @@ Generative model (also written to truth.json):
   movie of the genre gets `shift` added to its latent mean (truth.json says what changed when).
 * Time: ratings are written in time order starting at `start_timestamp`, with Poisson gaps of
   `mean_gap_seconds`. Users and movies arrive in id order: a share is present from the start and the
-  rest arrive at an even pace over the stream; each rating picks its user (by activity weight) and
-  its movie (by popularity weight) among those that have arrived. A user rates a movie at most
-  once: a repeated (user, movie) draw is redrawn (the movie, and after a few tries the user too),
-  which is popularity-weighted sampling without replacement per user; heavy users thus reach
-  deep into the tail, as real ones do. (unique_pairs=False skips this and lets pairs repeat.)
+  rest arrive at an even pace over the stream; movies are drawn only among those that have arrived.
+* Sessions (`sessions`, the default): MovieLens users rate in sessions, dozens of movies within
+  minutes, and a new user's first ratings cluster on their first day. The stream is a run of
+  sessions, each one user's consecutive ratings: an arriving user starts with a first session
+  (first_session_min + a geometric number of ratings, mean first_session_mean), and between
+  arrivals come sessions of the users present, drawn by activity weight (geometric lengths, mean
+  session_mean). Without sessions every rating draws its user anew by activity weight.
+* Choice (`genre_focus`): which movies a user rates depends on their preferences as well as on
+  popularity. Each session (or rating, without sessions) has a focal genre, drawn with probability
+  proportional to the genre's popularity mass times exp(focus_strength * p_ug); a genre_focus share
+  of the ratings picks among the focal genre's arrived movies by popularity, the rest among all
+  arrived movies. Users thus rate more of the genres they like, as real ones do, and a ranking
+  that knows their taste can beat popularity. `INDEPENDENT_PARAMS` (`recsys generate
+  --independent`) is the generator before sessions and choice: every draw independent, movies by
+  popularity alone.
+* A user rates a movie at most once: a repeated (user, movie) draw is redrawn (the movie, and after
+  a few tries the user too), which is weighted sampling without replacement per user; heavy users
+  thus reach deep into the tail, as real ones do. (unique_pairs=False skips this and lets pairs
+  repeat.)
 
 Truth: `noise_floor_mse` is the mean over the generated ratings of Var(r | m_ui), the error of the
 Bayes-optimal predictor E[r | m_ui]; `oracle_bias_mse` is the mean of E[(r - pred)^2 | m_ui] for the
@@ -50,13 +64,14 @@ from recsys.sources.synthetic.moments import rating_moments
 from recsys.sources.synthetic.population import (
     DEFAULT_PARAMS,
     GENRE_WEIGHTS,
+    INDEPENDENT_PARAMS,
     make_population,
     population_size,
     settings_for,
 )
 from recsys.sources.synthetic.stream import write_ratings
 
-__all__ = ["DEFAULT_PARAMS", "GENRES", "generate", "population_size", "rating_moments"]
+__all__ = ["DEFAULT_PARAMS", "GENRES", "INDEPENDENT_PARAMS", "generate", "population_size", "rating_moments"]
 
 
 def generate(out: Path, n_ratings: int, seed: int = 0, **params: Any) -> dict[str, Any]:
@@ -85,7 +100,13 @@ def generate(out: Path, n_ratings: int, seed: int = 0, **params: Any) -> dict[st
             "b_u ~ N(0, sigma_user), b_i ~ N(0, sigma_item), p_ug ~ N(0, sigma_pref); "
             "movie popularity (rank + popularity_offset)^-popularity_alpha over a random ranking, "
             "user activity lognormal(0, activity_sigma); users and movies arrive in id order and "
-            "are drawn only after arrival; with unique_pairs a repeated (user, movie) draw is redrawn "
+            "are drawn only after arrival; with sessions the stream is a run of sessions (a user's "
+            "consecutive ratings): an arriving user's first session has first_session_min + "
+            "Geometric ratings (mean first_session_mean), the sessions between are present users' "
+            "by activity (Geometric, mean session_mean); each session (or rating) has a focal genre "
+            "with P(g) proportional to genre popularity mass * exp(focus_strength * p_ug), and a "
+            "genre_focus share of its movies is drawn among that genre's movies by popularity, the "
+            "rest among all; with unique_pairs a repeated (user, movie) draw is redrawn "
             "(per-user sampling without replacement); ratings in time order with "
             "Poisson(mean_gap_seconds) gaps. "
             "noise_floor_mse = mean Var(r | m_ui); "

@@ -58,6 +58,21 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "mean_gap_seconds": 5.0,
     "chunk_size": 1_000_000,
     "unique_pairs": True,  # each user rates a movie at most once, as in MovieLens
+    # Sessions (MovieLens users rate dozens of movies within minutes): the stream is a run of
+    # sessions, each one user's consecutive ratings. A new user arrives with a first session of
+    # first_session_min + Geometric ratings (mean first_session_mean); later sessions, drawn by
+    # activity among the users present, are Geometric with mean session_mean. False: every
+    # rating draws its user anew (the generator before sessions, kept for comparison).
+    "sessions": True,
+    "first_session_min": 15,
+    "first_session_mean": 40.0,
+    "session_mean": 8.0,
+    # Preference-driven choice: each session has a focal genre, drawn with probability
+    # proportional to the genre's popularity mass times exp(focus_strength * the user's
+    # preference for it); a genre_focus share of the session's ratings picks among that genre's
+    # movies (by popularity), the rest among all. 0: movies chosen by popularity alone.
+    "genre_focus": 0.5,
+    "focus_strength": 1.5,
     # Drift scenarios, each from rating `from_row` of the stream on:
     # {"kind": "genre_appeal", "genre": "Comedy", "shift": -1.5}: the genre's movies are rated
     #   `shift` stars differently;
@@ -66,6 +81,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # {"kind": "catalog_growth", "count": 300, "share": 0.3}: `count` new movies get a `share`.
     "drift": [],
 }
+
+# The generator before sessions and preference-driven choice: independent draws by activity and
+# popularity (`recsys generate --independent`).
+INDEPENDENT_PARAMS: dict[str, Any] = {"sessions": False, "genre_focus": 0.0}
 
 
 def population_size(n_ratings: int) -> tuple[int, int]:
@@ -116,6 +135,10 @@ def settings_for(n_ratings: int, params: dict[str, Any]) -> dict[str, Any]:
             f"Drift {drift!r} is neither a genre_appeal shift of one of the genres {', '.join(GENRE_WEIGHTS)} nor a "
             "new_population or catalog_growth with a positive count and a share in (0, 1]."
         )
+    if settings["sessions"] and not (1 <= int(settings["first_session_min"]) <= settings["first_session_mean"] and settings["session_mean"] >= 1):
+        raise RecsysError("Sessions need 1 <= first_session_min <= first_session_mean and session_mean >= 1.")
+    if not 0 <= float(settings["genre_focus"]) <= 1:
+        raise RecsysError(f"genre_focus must be a share in [0, 1], got {settings['genre_focus']!r}.")
     if int(settings["chunk_size"]) < 1:
         raise RecsysError(f"chunk_size must be positive, got {settings['chunk_size']!r}.")
     return settings
@@ -228,6 +251,13 @@ def make_population(n_ratings: int, seed: int, settings: dict[str, Any]) -> dict
             **{f"pref_{genre}": preferences[:, index] for index, genre in enumerate(GENRES)},
         }
     )
+    # Per genre, its regular movies' ids in order and their cumulative popularity: a focal-genre
+    # draw among the movies present is a draw in a prefix, as for the whole catalog.
+    regular_genres = movie_genres[:regular_movies]
+    genre_pools = []
+    for genre in range(n_genres):
+        ids = np.flatnonzero((regular_genres == genre).any(axis=1))
+        genre_pools.append((ids, np.cumsum(popularity[ids])))
     return {
         "movies": movies,
         "truth_movies": truth_movies,
@@ -239,6 +269,9 @@ def make_population(n_ratings: int, seed: int, settings: dict[str, Any]) -> dict
         "preferences": preferences,
         "user_cumulative_weight": np.cumsum(activity[: settings["n_users"]]),
         "movie_cumulative_weight": np.cumsum(popularity[:regular_movies]),
+        "genre_pools": genre_pools,
+        # log of each genre's share of the popularity: the focal genre's prior.
+        "genre_log_mass": np.log(np.array([max(cw[-1] if cw.size else 0.0, 1e-300) for _, cw in genre_pools])),
         # The drift scenarios' newcomers: their kind, first id, weights and when they come.
         "arrivals": arrivals,
     }
