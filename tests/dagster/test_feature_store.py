@@ -146,7 +146,9 @@ def test_the_bootstrap_is_cut_into_blocks_that_see_only_earlier_blocks_and_fits_
         earlier = bootstrap.filter(pl.col("timestamp") < row["timestamp"])
         assert row["u_count"] == earlier.filter(pl.col("user_id") == row["user_id"]).height
         assert row["m_count"] == earlier.filter(pl.col("movie_id") == row["movie_id"]).height
-    assert (compared["u_count"] > 0).mean() > 0.9  # sessions: most ratings have an earlier one that day
+    # Not vacuous: many ratings have earlier ones (with timestamps cut to 10 minutes a whole session
+    # shares its second, so its ratings see none of each other: the strictness at work).
+    assert (compared["u_count"] > 0).mean() > 0.3
 
     # At batch time each counts exactly the ratings of its user and movie in earlier blocks.
     platform.run(["bootstrap_features"], config={"bootstrap_features": {"feature_time": "batch"}})
