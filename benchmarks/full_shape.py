@@ -9,7 +9,10 @@ retrains, each retrain costing its measured seconds per million examples seen (e
 examples, both models) times what it would see (linear in that: an assumption the JSON states).
 
 The archive is synthetic (`recsys generate`'s model with MovieLens-32M's users and movies), cut
-to the rows the replay needs: every user and movie of the full population turns up within them.
+to the rows the replay needs. It stands for a late day of the archive, where the whole population
+exists: 80% of the users and movies are there from the start, the rest arrive over the replayed
+rows (each new user with a first session), and users rate in sessions, so a 50k day has a few
+thousand distinct users (MovieLens 100K's replay: about a thousand per 50k ratings).
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ DAILY_STEPS = {
 def archive(days: int):
     path = WORK / f"ml32m-shape-{days}"
     if not (path / "truth.json").exists():
-        synthetic.generate(path, BOOTSTRAP + days * BATCH, seed=0, n_users=USERS, n_movies=MOVIES)
+        synthetic.generate(
+            path, BOOTSTRAP + days * BATCH, seed=0, n_users=USERS, n_movies=MOVIES,
+            initial_user_fraction=0.8, initial_movie_fraction=0.8,
+        )  # fmt: skip
     return path
 
 

@@ -73,6 +73,8 @@ class Settings:
     # The rating model's hashed ID embedding size; 0 (genre features only) measured better on
     # MovieLens 100K (benchmarks/results/movielens_100k.json).
     rating_id_dim: int = 0
+    # The rating model's latent movie factors (recsys.models.factors); 0: the genre towers alone.
+    rating_factors: int = 5
     embedding_backend: str = "auto"
     # When the schedule runs the next archive day: nightly by default; "* * * * *" for a demo.
     schedule_cron: str = DEFAULT_SCHEDULE_CRON
@@ -118,6 +120,7 @@ class Settings:
             model_dir=env.get("RECSYS_MODEL_DIR") or default_model_dir(base),
             seed=int(env.get("RECSYS_SEED") or DEFAULT_SEED),
             rating_id_dim=int(env.get("RECSYS_RATING_ID_DIM") or 0),
+            rating_factors=int(env.get("RECSYS_RATING_FACTORS") or 5),
             embedding_backend=env.get("RECSYS_EMBEDDING_BACKEND") or "auto",
             schedule_cron=env.get("RECSYS_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON,
             url_variables=overridden,

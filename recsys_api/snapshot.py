@@ -22,7 +22,6 @@ from recsys.errors import RecsysError
 from recsys.features.point_in_time import (
     YearScaler,
     catalog_features,
-    cold_user,
     empty_movie_state,
     movie_features,
     user_features,
@@ -30,9 +29,9 @@ from recsys.features.point_in_time import (
 from recsys.features.state import state_as_of
 from recsys.genres import GENRE_SLUGS, GENRES, NO_GENRES
 from recsys.lake.cleaning import MAX_RATING, MIN_RATING
-from recsys.models import network, registry
+from recsys.models import factors, network, registry
 from recsys.models.config import ModelConfig
-from recsys.models.versions import config_of, load_version
+from recsys.models.versions import cold_rating_user, config_of, load_version
 from recsys.serving import store as serving_store
 from recsys.settings import Settings
 from recsys.stores import Store, open_store, redact
@@ -98,6 +97,9 @@ class Snapshot:
             schema={"movie_id": pl.Int64, "genres": pl.String, "year": pl.Int32},
         )
         row = catalog_features(movie_features(described, self.year_scaler), empty_movie_state(), self.serving.global_mean)
+        if self.config.factors:  # a movie nobody rated has no factors: its row is zeros
+            settings = self.config.factor_settings()
+            row = factors.with_movie_factors(row, factors.MovieFactors.empty(settings), settings)
         return network.embed_movies(self.model, row, self.config)[0]
 
 
@@ -170,7 +172,7 @@ def load_snapshot(settings: Settings) -> Snapshot:
     users = pl.DataFrame({"user_id": user_ids}).join(
         user_features(users_state, entry.global_mean), on="user_id", how="left", maintain_order="left"
     )
-    cold = cold_user(entry.global_mean)
+    cold = cold_rating_user(entry.global_mean, config)
 
     rec_users, first = np.unique(recs["user_id"].to_numpy(), return_index=True)
     movies = (

@@ -169,7 +169,6 @@ def definitions(calendar: Calendar) -> Definitions:
     )
     def daily_models(
         context: AssetExecutionContext,
-        lake_store: StoreResource,
         features_store: StoreResource,
         modeling: ModelingResource,
         serving: ServingResource,
@@ -177,9 +176,9 @@ def definitions(calendar: Calendar) -> Definitions:
     ):
         reports, checks = [], {}
         settings, popularity = modeling.settings(), serving.settings().popularity
-        with user_errors(), lake_store.open() as lake, features_store.open() as features:
+        with user_errors(), features_store.open() as features:
             for key in context.partition_keys:
-                report = run_day(calendar.batch_of(key), lake, features, settings, popularity, calendar)
+                report = run_day(calendar.batch_of(key), features, settings, popularity, calendar)
                 context.log.info(
                     f"{key}: MSE champion {report.mse['champion']:.4f}, bias {report.mse['bias']:.4f}, "
                     f"global mean {report.mse['global_mean']:.4f}; champion {report.champion_after}; warm {report.warm_version}"

@@ -85,6 +85,11 @@ class ModelingResource(ConfigurableResource):
     rating_id_dim: int = Field(
         default=0, description="Size of the rating model's hashed user and movie ID embeddings (0: genre features only)."
     )
+    rating_factors: int = Field(
+        default=5,
+        description="Latent movie factors of the rating model, each user's folded in at event time from "
+        "their earlier ratings (0: the genre towers alone).",
+    )
     promotion_margin: float = Field(
         default=0.0,
         description="A candidate is promoted only if its MSE on the latest unseen day is below the "
@@ -102,6 +107,7 @@ class ModelingResource(ConfigurableResource):
             artifact_dir=self.artifact_dir,
             seed=self.seed,
             rating_id_dim=self.rating_id_dim,
+            rating_factors=self.rating_factors,
             promotion_margin=self.promotion_margin,
             degradation_tolerance=self.degradation_tolerance,
             trailing_days=self.trailing_days,
@@ -172,7 +178,10 @@ def build_resources(settings: Settings) -> dict:
         "raw_store": store("raw"),
         "lake_store": store("lake"),
         "features_store": store("features"),
-        "modeling": ModelingResource(artifact_dir=settings.model_dir, seed=settings.seed, rating_id_dim=settings.rating_id_dim),
+        "modeling": ModelingResource(
+            artifact_dir=settings.model_dir, seed=settings.seed, rating_id_dim=settings.rating_id_dim,
+            rating_factors=settings.rating_factors,
+        ),
         "serving": ServingResource(embedding_backend=settings.embedding_backend),
         "monitoring": MonitoringResource(),
     }

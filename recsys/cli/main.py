@@ -79,7 +79,8 @@ def resolved_store(store: str) -> str:
 
 
 def replay_settings(
-    data: str, store: str, batch_size: int, bootstrap_rows: int | None, start_date: str, seed: int, rating_id_dim: int = 0
+    data: str, store: str, batch_size: int, bootstrap_rows: int | None, start_date: str, seed: int,
+    rating_id_dim: int = 0, rating_factors: int = 5,
 ) -> Settings:
     """The settings a replay or load runs with: its arguments, not the environment."""
     return Settings.for_store(
@@ -90,6 +91,7 @@ def replay_settings(
         bootstrap_rows=bootstrap_rows,
         seed=seed,
         rating_id_dim=rating_id_dim,
+        rating_factors=rating_factors,
     )
 
 
@@ -121,7 +123,8 @@ def _load(args: argparse.Namespace) -> None:
 
 def _run_replay(args: argparse.Namespace) -> dict:
     settings = replay_settings(
-        args.data, args.store, args.batch_size, args.bootstrap_rows, args.start_date, args.seed, args.rating_id_dim
+        args.data, args.store, args.batch_size, args.bootstrap_rows, args.start_date, args.seed, args.rating_id_dim,
+        args.rating_factors,
     )
     from recsys.cli.replay import ReplayConfig, replay
 
@@ -226,6 +229,10 @@ def _replay_options(parser: argparse.ArgumentParser, batch_size: int, bootstrap_
     parser.add_argument(
         "--rating-id-dim", type=int, default=0,
         help="size of the rating model's hashed user and movie ID embeddings (0: genre features only, measured better)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rating-factors", type=int, default=5,
+        help="latent movie factors of the rating model, each user's folded in at event time (0: the genre towers alone)",
     )  # fmt: skip
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from recsys.errors import RecsysError
 from recsys.models.config import (
@@ -17,6 +20,7 @@ from recsys.models.config import (
     USER_TOWER,
     ModelConfig,
 )
+from recsys.models.factors import MovieFactors
 from recsys.models.network import keras_module
 
 if TYPE_CHECKING:
@@ -31,8 +35,14 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: keras.Model, path: Path | str) -> str:
-    """Write `model` with its optimizer state to a .keras file and return the file's sha256.
+# The archive entry that holds a rating model's movie factors beside Keras' own files (Keras
+# reads only the entries it wrote), so the factors share the artifact's checksum and atomic write.
+FACTORS_ENTRY = "recsys_movie_factors.npz"
+
+
+def save_model(model: keras.Model, path: Path | str, factors: MovieFactors | None = None) -> str:
+    """Write `model` with its optimizer state (and the movie factors its inputs are made from) to
+    a .keras file and return the file's sha256.
 
     The .keras file records when it was saved (to the second), so saving the same model twice
     gives two checksums: the checksum identifies the file, not the weights. Keras restores an optimizer's
@@ -49,6 +59,11 @@ def save_model(model: keras.Model, path: Path | str) -> str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(partial)
+        if factors is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, movie_ids=factors.movie_ids, rows=factors.rows)
+            with zipfile.ZipFile(partial, "a") as archive:
+                archive.writestr(FACTORS_ENTRY, buffer.getvalue())
         with open(partial, "rb") as written:
             os.fsync(written.fileno())
         os.replace(partial, path)
@@ -64,9 +79,8 @@ def save_model(model: keras.Model, path: Path | str) -> str:
     return file_sha256(path)
 
 
-def load_model(path: Path | str, expected_sha256: str, layers: frozenset[str] | None = None) -> keras.Model:
-    """The model saved at `path`, with its optimizer state, once the file's sha256 matches and it
-    has the named `layers` (by default the rating model's inputs and towers)."""
+def _verified(path: Path | str, expected_sha256: str) -> Path:
+    """`path`, once it exists, matches its recorded checksum and is a zip archive."""
     path = Path(path)
     if not path.is_file():
         raise RecsysError(f"Model artifact {path} does not exist.")
@@ -79,6 +93,23 @@ def load_model(path: Path | str, expected_sha256: str, layers: frozenset[str] | 
     if not zipfile.is_zipfile(path):
         # Checked here because Keras reports a file that is not a zip archive as "File not found".
         raise RecsysError(f"Model artifact {path} is not a valid .keras model file (it is not a zip archive).")
+    return path
+
+
+def load_factors(path: Path | str, expected_sha256: str) -> MovieFactors | None:
+    """The movie factors saved with the model at `path` (None for a model without them)."""
+    path = _verified(path, expected_sha256)
+    with zipfile.ZipFile(path) as archive:
+        if FACTORS_ENTRY not in archive.namelist():
+            return None
+        with np.load(io.BytesIO(archive.read(FACTORS_ENTRY))) as saved:
+            return MovieFactors(movie_ids=saved["movie_ids"], rows=saved["rows"])
+
+
+def load_model(path: Path | str, expected_sha256: str, layers: frozenset[str] | None = None) -> keras.Model:
+    """The model saved at `path`, with its optimizer state, once the file's sha256 matches and it
+    has the named `layers` (by default the rating model's inputs and towers)."""
+    path = _verified(path, expected_sha256)
     keras = keras_module()
     try:
         model = keras.models.load_model(path, compile=True)

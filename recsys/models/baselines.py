@@ -22,6 +22,7 @@ import polars as pl
 
 from recsys.errors import RecsysError
 from recsys.lake.cleaning import MAX_RATING, MIN_RATING
+from recsys.models.ids import id_positions
 
 
 def _check(frame: pl.DataFrame, columns: list[str], what: str) -> None:
@@ -32,21 +33,6 @@ def _check(frame: pl.DataFrame, columns: list[str], what: str) -> None:
 
 def _clip(values: np.ndarray) -> np.ndarray:
     return np.clip(values, MIN_RATING, MAX_RATING)
-
-
-def _positions(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(each row's position, the id at each position): bias arrays are indexed by position.
-
-    Positions of ids never seen simply get count 0 and are dropped from the fitted tables.
-    """
-    values = ids.cast(pl.Int64).to_numpy()
-    low, high = int(values.min()), int(values.max())
-    if low >= 0 and high < max(4 * values.size, 1_000_000):
-        return values, np.arange(high + 1, dtype=np.int64)
-    positions = (ids.rank("dense") - 1).cast(pl.Int64).to_numpy()
-    id_at = np.empty(int(positions.max()) + 1, dtype=np.int64)
-    id_at[positions] = values
-    return positions, id_at
 
 
 @dataclass
@@ -88,8 +74,8 @@ class BiasBaseline:
         _check(ratings, ["user_id", "movie_id", "rating"], "ratings")
         if ratings.height == 0:
             raise RecsysError("The ratings to fit the bias baseline on are empty.")
-        u, user_ids = _positions(ratings["user_id"])
-        i, movie_ids = _positions(ratings["movie_id"])
+        u, user_ids = id_positions(ratings["user_id"])
+        i, movie_ids = id_positions(ratings["movie_id"])
         residual = ratings["rating"].cast(pl.Float64).to_numpy()
         mu = float(residual.mean())
         residual = residual - mu
@@ -135,9 +121,11 @@ class BiasBaseline:
         _check(history, columns, "history")
         _check(frame, columns, "prediction")
         movie_bias = self.movie_bias.rename({"bias": "b_i"})
-        rows = pl.concat([history.select(columns), frame.select(columns)], how="vertical_relaxed").join(
-            movie_bias, on="movie_id", how="left"
-        )
+        # Only the frame's users' history counts (a day's users are a small share of everyone's).
+        users = frame.select(pl.col("user_id").cast(history.schema["user_id"])).unique()
+        rows = pl.concat(
+            [history.select(columns).join(users, on="user_id", how="semi"), frame.select(columns)], how="vertical_relaxed"
+        ).join(movie_bias, on="movie_id", how="left")
         per_second = (
             rows.group_by("user_id", "timestamp")
             .agg((pl.col("rating") - self.mu - pl.col("b_i").fill_null(0.0)).sum().alias("s"), pl.len().cast(pl.Int64).alias("n"))

@@ -19,18 +19,23 @@ import polars as pl
 from recsys.calendar import Calendar
 from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
-from recsys.features.point_in_time import catalog_features, cold_user
+from recsys.features.point_in_time import EXAMPLE_COLUMNS, catalog_features
 from recsys.features.state import state_as_of
-from recsys.models import artifacts, network, ranking, registry, retrieval, training
+from recsys.models import artifacts, factors, network, ranking, registry, retrieval, training
 from recsys.models.baselines import BiasBaseline
+from recsys.models.config import ModelConfig
 from recsys.models.versions import (
     RETRIEVAL_LAYERS,
     ModelingSettings,
+    cold_rating_user,
     config_of,
     examples_where,
+    load_factors,
     load_version,
+    rating_history,
     retrieval_config_of,
     save_version,
+    with_factor_slots,
 )
 from recsys.stores import Store
 
@@ -73,13 +78,20 @@ class DayScores:
 
     table: pl.DataFrame  # model, version, segment, rows, mse, rmse, mae
     models: dict[str, registry.ModelVersion]
-    examples: pl.DataFrame
-    past: pl.DataFrame  # the lake's ratings before the day: batch, user_id, movie_id, rating
+    examples: pl.DataFrame  # the day's examples as the champion reads them (its factor slots included)
+    ratings: pl.DataFrame  # every rating through the day (`rating_history`): the past, and what factors refine on
     champion_model: object
     champion_predictions: np.ndarray
+    champion_factors: factors.MovieFactors | None
+    history: pl.DataFrame  # the day's users' ratings through the day, to fold users in from
+
+    @property
+    def past(self) -> pl.DataFrame:
+        """The ratings before the day."""
+        return self.ratings.filter(pl.col("batch") < self.examples["batch"][0])
 
 
-def score_day(batch: int, lake: Store, features: Store, calendar: Calendar) -> DayScores:
+def score_day(batch: int, features: Store, calendar: Calendar) -> DayScores:
     """Test before train: every model and baseline on day `batch`, which none has trained on."""
     examples = examples_where(features, "batch = $batch", {"batch": batch})
     if examples.height == 0:
@@ -94,7 +106,10 @@ def score_day(batch: int, lake: Store, features: Store, calendar: Calendar) -> D
         candidate = registry.latest(features, kind, batch)
         if candidate is not None:
             models[kind] = candidate
-    past = lake.query("SELECT batch, user_id, movie_id, rating, timestamp FROM lake_ratings WHERE batch < $batch", {"batch": batch})
+    # One read of every rating through the day (the feature store's examples are the lake's clean
+    # ratings, each with the global mean the factor model is relative to).
+    ratings = rating_history(features, batch)
+    past = ratings.filter(pl.col("batch") < batch)
     bias = BiasBaseline().fit(past)
     predictions = {
         "global_mean": examples["global_mean"].to_numpy(),
@@ -103,8 +118,16 @@ def score_day(batch: int, lake: Store, features: Store, calendar: Calendar) -> D
         "bias_event_time": bias.predict_at_event_time(past, examples),
     }
     loaded = {name: load_version(version) for name, version in models.items()}
+    movie_factors = {name: load_factors(version) for name, version in models.items()}
+    # Each model reads the day with its own factors: its users folded in from their history,
+    # the day's earlier ratings included.
+    users_history = ratings.join(examples.select("user_id").unique(), on="user_id", how="semi")
+    slotted = {
+        name: with_factor_slots(examples, config_of(version), movie_factors[name], users_history)
+        for name, version in models.items()
+    }
     for name, version in models.items():
-        predictions[name] = training.predict(loaded[name], examples, config_of(version))
+        predictions[name] = training.predict(loaded[name], slotted[name], config_of(version))
     truth = examples["rating"].to_numpy()
     rows = []
     history = examples["u_count"].to_numpy()
@@ -123,7 +146,10 @@ def score_day(batch: int, lake: Store, features: Store, calendar: Calendar) -> D
             "mse": pl.Float64, "rmse": pl.Float64, "mae": pl.Float64, "mean_error": pl.Float64,
         },  # fmt: skip
     )
-    return DayScores(table, models, examples, past, loaded["champion"], predictions["champion"])
+    return DayScores(
+        table, models, slotted["champion"], ratings, loaded["champion"], predictions["champion"], movie_factors["champion"],
+        users_history,
+    )
 
 
 def retrieval_versions(features: Store, batch: int) -> dict[str, registry.ModelVersion]:
@@ -175,6 +201,8 @@ def rank_day(
     user_ids = ranked["user_id"].to_numpy()
     _, movies_before, _ = state_as_of(features, batch - 1, calendar, users=False)
     catalog = catalog_features(stored_movie_features(features), movies_before, global_mean)
+    if config.factors:
+        catalog = factors.with_movie_factors(catalog, scores.champion_factors, config.factor_settings())
     movie_ids = catalog["movie_id"].to_numpy()
     user_vectors = network.embed_users(scores.champion_model, ranked, config)
     movie_vectors = network.embed_movies(scores.champion_model, catalog, config)
@@ -188,19 +216,24 @@ def rank_day(
         model, settings = load_version(version), retrieval_config_of(version)
         users_r = retrieval.user_queries(model, user_ids, settings)
         movies_r = retrieval.embed_movie_ids(model, movie_ids)
-        found, found_scores = ranking.top_n_unrated(users_r, movies_r, indptr, indices, ranking.K)
-        retrieval_lists[kind] = ranking.as_list(user_ids, movie_ids, found, found_scores).select("user_id", "rank", "movie_id")
+        # The champion's search fetches its candidates, whose first K are its own list.
+        fetch = max(ranking.K, settings.candidates) if kind == "champion" else ranking.K
+        found, found_scores = ranking.top_n_unrated(users_r, movies_r, indptr, indices, fetch)
+        retrieval_lists[kind] = ranking.as_list(
+            user_ids, movie_ids, found[:, : ranking.K], found_scores[:, : ranking.K]
+        ).select("user_id", "rank", "movie_id")
         if kind == "champion":
-            staged, _ = retrieval.two_stage(
-                users_r, movies_r, user_vectors, movie_vectors, indptr, indices, ranking.K, settings
-            )
+            staged, _ = retrieval.order_candidates(
+                found[:, : settings.candidates], found_scores[:, : settings.candidates], user_vectors, movie_vectors,
+                ranking.K, settings,
+            )  # fmt: skip
             two_stage_list = ranking.as_list(user_ids, movie_ids, staged, np.zeros(staged.shape, np.float32)).select(
                 "user_id", "rank", "movie_id"
             )
             # One list for users with no ratings: the two stages for the cold user of both models,
             # all their candidates in order, each user's rated movies dropped.
             cold, _ = retrieval.cold_start(
-                model, movies_r, network.embed_users(scores.champion_model, cold_user(global_mean), config),
+                model, movies_r, network.embed_users(scores.champion_model, cold_rating_user(global_mean, config), config),
                 movie_vectors, settings.candidates, settings,
             )
             cold_ranking = pl.DataFrame({"movie_id": movie_ids[cold[cold >= 0]]}).with_row_index("rank", offset=1)
@@ -257,9 +290,18 @@ def rank_day(
     )
 
 
+def warm_start_factors(ratings: pl.DataFrame, parent: registry.ModelVersion, config: ModelConfig) -> factors.MovieFactors | None:
+    """A warm start's movie factors: its parent's, fine-tuned by `factor_warm_iterations`
+    alternating passes over `ratings` (every rating through the day, its movies included)."""
+    if not config.factors:
+        return None
+    return factors.fit_movie_factors(
+        ratings, config.factor_settings(), start=load_factors(parent), iterations=config.factor_warm_iterations
+    )
+
+
 def run_day(
     batch: int,
-    lake: Store,
     features: Store,
     modeling: ModelingSettings,
     popularity: ranking.PopularityWindow,
@@ -267,7 +309,7 @@ def run_day(
 ) -> DayReport:
     """Score day `batch` (MSE and ranking), let each stage's gate decide on its candidates, then
     warm-start both stages on the day."""
-    scores = score_day(batch, lake, features, calendar)
+    scores = score_day(batch, features, calendar)
     table, models = scores.table, scores.models
     retrievers = retrieval_versions(features, batch)
     ranks = rank_day(scores, retrievers, batch, features, popularity, calendar)
@@ -288,6 +330,8 @@ def run_day(
     decisions, promoted_now = registry.judge(champion, pending, day_mse, modeling.promotion_margin)
     for candidate, decision in zip(pending, decisions):
         registry.decide_promotion(features, partition_key, batch, decision, promote=candidate is promoted_now)
+    # Run again, a day keeps its first decision: the candidate it promoted is champion already.
+    promoted_now = promoted_now or registry.promoted_on(features, batch)
     champion_after = promoted_now or champion
 
     # The retrieval gate: NDCG@10 of the returning users, the ones the retrieval stage serves.
@@ -306,22 +350,26 @@ def run_day(
         registry.decide_promotion(
             features, partition_key, batch, decision, promote=candidate is retrieval_promoted, stage=registry.RETRIEVAL
         )
+    retrieval_promoted = retrieval_promoted or registry.promoted_on(features, batch, registry.RETRIEVAL)
 
     # Warm starts: yesterday's warm model, or the champion when one was just promoted (or none yet).
+    # A warm model keeps its parent's architecture (and so its recorded settings).
     parent = promoted_now or models.get("warm") or champion
-    config = modeling.model_config()
-    examples = examples_where(features, "batch = $batch", {"batch": batch})
+    config = config_of(parent)
     warmed = artifacts.warm_start(parent.artifact, parent.checksum, config)
+    warm_factors = warm_start_factors(scores.ratings, parent, config)
+    examples = with_factor_slots(scores.examples.select(EXAMPLE_COLUMNS), config, warm_factors, scores.history)
     report = training.train(warmed, examples, config, learning_rate=config.warm_learning_rate, epochs=config.warm_epochs)
     warm = save_version(
         features, modeling, calendar, warmed, report, kind="warm", parent=parent.version, first_batch=batch,
-        last_batch=batch, learning_rate=config.warm_learning_rate, status=registry.CANDIDATE,
+        last_batch=batch, learning_rate=config.warm_learning_rate, status=registry.CANDIDATE, config=config,
+        movie_factors=warm_factors,
     )  # fmt: skip
     retrieval_parent = retrieval_promoted or retrievers.get("warm") or retrievers["champion"]
     retrieval_settings = modeling.retrieval_config()
     warmed = artifacts.warm_start(retrieval_parent.artifact, retrieval_parent.checksum, retrieval_settings, RETRIEVAL_LAYERS)
     retrieval_report = retrieval.train_retrieval(
-        warmed, examples.select("user_id", "movie_id"), retrieval_settings,
+        warmed, scores.examples.select("user_id", "movie_id"), retrieval_settings,
         learning_rate=retrieval_settings.warm_learning_rate, epochs=retrieval_settings.warm_epochs,
     )  # fmt: skip
     retrieval_warm = save_version(

@@ -16,12 +16,15 @@ import polars as pl
 from recsys.errors import RecsysError
 from recsys.features.point_in_time import EXAMPLE_FEATURES, GENRE_FLAGS
 from recsys.genres import GENRE_SLUGS
+from recsys.models.factors import movie_factor_columns, user_factor_columns
 from recsys.models.config import (
     GLOBAL_MEAN_INPUT,
     LOG_COUNT_SCALE,
+    MOVIE_FACTORS_INPUT,
     MOVIE_ID_INPUT,
     MOVIE_INPUT,
     MOVIE_INPUT_COLUMNS,
+    USER_FACTORS_INPUT,
     USER_ID_INPUT,
     USER_INPUT,
     USER_INPUT_COLUMNS,
@@ -93,7 +96,22 @@ def model_inputs(examples: pl.DataFrame, config: ModelConfig) -> dict[str, np.nd
     if config.id_dim:
         inputs[USER_ID_INPUT] = id_inputs(examples, "user_id")
         inputs[MOVIE_ID_INPUT] = id_inputs(examples, "movie_id")
+    if config.factors:
+        inputs[USER_FACTORS_INPUT] = factor_inputs(examples, config, "user")
+        inputs[MOVIE_FACTORS_INPUT] = factor_inputs(examples, config, "movie")
     return inputs
+
+
+def factor_inputs(frame: pl.DataFrame, config: ModelConfig, side: str) -> np.ndarray:
+    """The factor model's slots of one tower (float32): a user's folded-in vector or a movie's
+    factor row, attached to the frame by `recsys.models.factors` (with_user_factors,
+    with_no_history, with_movie_factors)."""
+    columns = (user_factor_columns if side == "user" else movie_factor_columns)(config.factor_settings())
+    if columns[0] not in frame.columns:
+        raise RecsysError(
+            f"The frame lacks the {side} factor columns the model reads: attach them with recsys.models.factors first."
+        )
+    return np.ascontiguousarray(as_matrix(frame, columns))
 
 
 def id_inputs(frame: pl.DataFrame, column: str) -> np.ndarray:

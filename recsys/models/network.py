@@ -20,19 +20,21 @@ import polars as pl
 
 from recsys.models.config import (
     GLOBAL_MEAN_INPUT,
+    MOVIE_FACTORS_INPUT,
     MOVIE_ID_INPUT,
     MOVIE_INPUT,
     MOVIE_INPUT_COLUMNS,
     MOVIE_TOWER,
     OUTPUT,
     OUTPUT_INIT_SCALE,
+    USER_FACTORS_INPUT,
     USER_ID_INPUT,
     USER_INPUT,
     USER_INPUT_COLUMNS,
     USER_TOWER,
     ModelConfig,
 )
-from recsys.models.inputs import id_inputs, movie_inputs, user_inputs
+from recsys.models.inputs import factor_inputs, id_inputs, movie_inputs, user_inputs
 
 if TYPE_CHECKING:
     import keras
@@ -70,9 +72,9 @@ def build_model(config: ModelConfig) -> keras.Model:
     movie_in = keras.Input((len(MOVIE_INPUT_COLUMNS),), name=MOVIE_INPUT)
     global_mean = keras.Input((1,), name=GLOBAL_MEAN_INPUT)
 
-    ids = {}
+    ids, factors = {}, {}
 
-    def tower(inputs: Any, hidden: tuple[int, ...], name: str, id_name: str) -> Any:
+    def tower(inputs: Any, hidden: tuple[int, ...], name: str, id_name: str, factors_name: str) -> Any:
         x = inputs
         if config.id_dim:
             # Hashed ID embeddings beside the features (seeds 000, 001 and 004 learn them too):
@@ -91,14 +93,20 @@ def build_model(config: ModelConfig) -> keras.Model:
         init = keras.initializers.VarianceScaling(
             scale=OUTPUT_INIT_SCALE, mode="fan_avg", distribution="uniform", seed=next(seeds)
         )
-        return keras.layers.Dense(config.embedding_dim, kernel_initializer=init, name=name)(x)
+        if not config.factors:
+            return keras.layers.Dense(config.embedding_dim, kernel_initializer=init, name=name)(x)
+        # The factor model's slots pass through untouched ([x_u, 1] and [q_i, 1, b_i], given as
+        # inputs): their dot product is its prediction, and the towers learn what it misses.
+        learned = keras.layers.Dense(config.learned_dim, kernel_initializer=init, name=f"{name}_learned")(x)
+        factors[factors_name] = keras.Input((config.factor_settings().width,), name=factors_name)
+        return keras.layers.Concatenate(name=name)([learned, factors[factors_name]])
 
-    user_vector = tower(user_in, config.user_hidden, USER_TOWER, USER_ID_INPUT)
-    movie_vector = tower(movie_in, config.movie_hidden, MOVIE_TOWER, MOVIE_ID_INPUT)
+    user_vector = tower(user_in, config.user_hidden, USER_TOWER, USER_ID_INPUT, USER_FACTORS_INPUT)
+    movie_vector = tower(movie_in, config.movie_hidden, MOVIE_TOWER, MOVIE_ID_INPUT, MOVIE_FACTORS_INPUT)
     affinity = keras.layers.Dot(axes=1, name="affinity")([user_vector, movie_vector])
     rating = keras.layers.Add(name=OUTPUT)([global_mean, affinity])
     return keras.Model(
-        inputs={USER_INPUT: user_in, MOVIE_INPUT: movie_in, GLOBAL_MEAN_INPUT: global_mean, **ids},
+        inputs={USER_INPUT: user_in, MOVIE_INPUT: movie_in, GLOBAL_MEAN_INPUT: global_mean, **ids, **factors},
         outputs=rating,
         name="genre_two_tower",
     )
@@ -126,13 +134,14 @@ def towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
         keras = keras_module()
         names = {layer.name for layer in model.layers}
 
-        def tower(features: str, id_name: str, output: str) -> keras.Model:
-            inputs = {features: model.get_layer(features).output}
-            if id_name in names:
-                inputs[id_name] = model.get_layer(id_name).output
+        def tower(features: str, id_name: str, factors_name: str, output: str) -> keras.Model:
+            inputs = {name: model.get_layer(name).output for name in (features, id_name, factors_name) if name in names}
             return keras.Model(inputs, model.get_layer(output).output, name=output)
 
-        _TOWERS[model] = (tower(USER_INPUT, USER_ID_INPUT, USER_TOWER), tower(MOVIE_INPUT, MOVIE_ID_INPUT, MOVIE_TOWER))
+        _TOWERS[model] = (
+            tower(USER_INPUT, USER_ID_INPUT, USER_FACTORS_INPUT, USER_TOWER),
+            tower(MOVIE_INPUT, MOVIE_ID_INPUT, MOVIE_FACTORS_INPUT, MOVIE_TOWER),
+        )
     return _TOWERS[model]
 
 
@@ -148,22 +157,26 @@ def embed_in_slices(tower: keras.Model, inputs: dict[str, np.ndarray]) -> np.nda
 
 def embed_users(model: keras.Model, users: pl.DataFrame, config: ModelConfig) -> np.ndarray:
     """The user tower's vectors (n, embedding_dim) for rows with user_id and the user features
-    (see `user_inputs`)."""
+    (see `user_inputs`), and with factors their folded-in vectors (`factors.with_user_factors`)."""
     inputs = {USER_INPUT: user_inputs(users, config)}
     if config.id_dim:
         inputs[USER_ID_INPUT] = id_inputs(users, "user_id")
+    if config.factors:
+        inputs[USER_FACTORS_INPUT] = factor_inputs(users, config, "user")
     return embed_in_slices(towers(model)[0], inputs)
 
 
 def embed_movies(model: keras.Model, movies: pl.DataFrame, config: ModelConfig) -> np.ndarray:
     """The movie tower's vectors (n, embedding_dim) for rows with movie_id and the movie features
-    (see `movie_inputs`).
+    (see `movie_inputs`), and with factors their factor rows (`factors.with_movie_factors`).
 
     A predicted rating is global_mean + the dot product of a user's and a movie's vectors.
     """
     inputs = {MOVIE_INPUT: movie_inputs(movies, config)}
     if config.id_dim:
         inputs[MOVIE_ID_INPUT] = id_inputs(movies, "movie_id")
+    if config.factors:
+        inputs[MOVIE_FACTORS_INPUT] = factor_inputs(movies, config, "movie")
     return embed_in_slices(towers(model)[1], inputs)
 
 

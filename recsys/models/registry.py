@@ -163,6 +163,17 @@ def decide_promotion(
             set_status(store, decision.candidate, REJECTED)
 
 
+def promoted_on(store: Store, batch: int, stage: str = RATING) -> ModelVersion | None:
+    """The version of `stage` the gate promoted on day `batch`, if it did: a day run again (after
+    a crash, say) finds its candidate already champion and must go on from it as the first run did."""
+    found = _versions(
+        store,
+        "stage = $stage AND version IN (SELECT candidate FROM promotions WHERE batch = $batch AND promoted)",
+        {"stage": stage, "batch": batch},
+    )
+    return found[-1] if found else None
+
+
 def recorded_scores(store: Store, batch: int) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """A day's test-then-train figures as first recorded (MSE table, ranking table), if any."""
     table = store.query(

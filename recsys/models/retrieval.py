@@ -220,23 +220,36 @@ def two_stage(
     indices: np.ndarray,
     n: int,
     config: RetrievalConfig,
-    block_users: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each user's top `n` unrated movies in two stages; returns (columns, deviations), (users, n).
 
     Stage one: the `config.candidates` unrated movies with the highest retrieval score. Stage two:
     those candidates ordered by retrieval score + rating_weight * (predicted rating - global
-    mean), the deviation being the rating towers' dot product. The deviations of the chosen
-    movies come back with them (the predicted rating is the global mean plus it); slots a user
-    cannot fill are -1 / nan. No score is clipped, so nothing ties at the top of the scale.
+    mean), the deviation being the rating towers' dot product (`order_candidates`).
     """
     from recsys.models.ranking import top_n_unrated
 
     candidates, scores = top_n_unrated(retrieval_users, retrieval_movies, indptr, indices, config.candidates)
-    users = len(retrieval_users)
+    return order_candidates(candidates, scores, rating_users, rating_movies, n, config)
+
+
+def order_candidates(
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    rating_users: np.ndarray,
+    rating_movies: np.ndarray,
+    n: int,
+    config: RetrievalConfig,
+    block_users: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stage two: each user's retrieval candidates (columns and scores, -1 where empty) ordered by
+    retrieval score + rating_weight * the rating towers' predicted deviation from the global mean;
+    the first `n` with their deviations (the predicted rating is the global mean plus it); slots a
+    user cannot fill are -1 / nan. No score is clipped, so nothing ties at the top of the scale."""
+    users = len(candidates)
     columns = np.full((users, n), -1, dtype=np.int32)
     deviations = np.full((users, n), np.nan, dtype=np.float32)
-    kept = min(n, config.candidates)
+    kept = min(n, candidates.shape[1])
     for start in range(0, users, block_users):
         stop = min(start + block_users, users)
         block = candidates[start:stop]

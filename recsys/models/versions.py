@@ -15,7 +15,8 @@ import polars as pl
 
 from recsys.calendar import BOOTSTRAP_BATCH, Calendar
 from recsys.errors import RecsysError
-from recsys.models import artifacts, network, registry, retrieval, training
+from recsys.features.point_in_time import cold_user
+from recsys.models import artifacts, factors, network, registry, retrieval, training
 from recsys.models.config import ModelConfig
 from recsys.stores import Store
 
@@ -34,6 +35,7 @@ class ModelingSettings:
     degradation_tolerance: float = 0.25
     trailing_days: int = 7
     rating_id_dim: int = 0  # the rating model's hashed ID embedding size (0: genre features only)
+    rating_factors: int = 5  # the rating model's latent movie factors (0: none, the towers alone)
 
     @property
     def directory(self) -> Path:
@@ -43,7 +45,7 @@ class ModelingSettings:
         return path
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(seed=self.seed, id_dim=self.rating_id_dim)
+        return ModelConfig(seed=self.seed, id_dim=self.rating_id_dim, factors=self.rating_factors)
 
     def retrieval_config(self) -> retrieval.RetrievalConfig:
         return retrieval.RetrievalConfig(seed=self.seed)
@@ -52,6 +54,45 @@ class ModelingSettings:
 def examples_where(features: Store, where: str, params: dict) -> pl.DataFrame:
     """Training examples selected by a SQL condition, in replay order."""
     return features.query(f"SELECT * FROM training_examples WHERE {where} ORDER BY seq", params)
+
+
+def rating_history(features: Store, through_batch: int) -> pl.DataFrame:
+    """Every rating up to `through_batch` as the feature store's examples hold them (the lake's
+    clean ratings, each with the global mean it was made under), in replay order: what users are
+    folded in from and movie factors are fitted on (`recsys.models.factors`)."""
+    return features.query(
+        "SELECT seq, batch, user_id, movie_id, rating, global_mean, timestamp FROM training_examples "
+        "WHERE batch <= $through ORDER BY seq",
+        {"through": through_batch},
+    )
+
+
+def with_factor_slots(
+    examples: pl.DataFrame, config: ModelConfig, movie_factors: factors.MovieFactors | None, history: pl.DataFrame
+) -> pl.DataFrame:
+    """`examples` with what a rating model with factors reads besides the features: each movie's
+    factor row and each rating's user folded in at its time from `history` (which holds the
+    examples' rows, by `seq`, and their users' earlier ratings). Unchanged for a model without."""
+    if not config.factors:
+        return examples
+    if movie_factors is None:
+        raise RecsysError("A rating model with factors was given none: its artifact holds no movie factors.")
+    settings = config.factor_settings()
+    vectors = factors.fold_in(movie_factors, settings, history)
+    positions = (
+        examples.select("seq")
+        .join(history.select("seq").with_row_index("position"), on="seq", how="left", maintain_order="left")["position"]
+    )
+    if positions.null_count():
+        raise RecsysError("The history to fold users in from lacks some of the examples it should hold.")
+    slotted = factors.with_user_factors(examples, vectors[positions.to_numpy()], settings)
+    return factors.with_movie_factors(slotted, movie_factors, settings)
+
+
+def cold_rating_user(global_mean: float, config: ModelConfig) -> pl.DataFrame:
+    """What the rating model reads of a user with no ratings (with factors: nothing folded in)."""
+    cold = cold_user(global_mean)
+    return factors.with_no_history(cold, config.factor_settings()) if config.factors else cold
 
 
 def save_version(
@@ -68,13 +109,17 @@ def save_version(
     learning_rate: float,
     status: str,
     stage: str = registry.RATING,
+    config: ModelConfig | None = None,
+    movie_factors: factors.MovieFactors | None = None,
 ) -> registry.ModelVersion:
-    """Write the artifact and register the version."""
+    """Write the artifact (with the rating model's movie factors) and register the version with
+    its settings (`config`, by default the modeling settings')."""
     prefix = "" if stage == registry.RATING else f"{stage}-"
     version = f"{prefix}{kind}-{calendar.label(last_batch)}"
-    config = modeling.model_config() if stage == registry.RATING else modeling.retrieval_config()
+    if config is None:
+        config = modeling.model_config() if stage == registry.RATING else modeling.retrieval_config()
     artifact = modeling.directory / f"{version}.keras"
-    checksum = artifacts.save_model(trained, artifact)
+    checksum = artifacts.save_model(trained, artifact, movie_factors)
     entry = registry.ModelVersion(
         version=version,
         kind=kind,
@@ -115,15 +160,18 @@ def train_full(
             fresh, examples.select("user_id", "movie_id"), config, learning_rate=config.learning_rate,
             epochs=config.full_epochs(examples.height),
         )  # fmt: skip
+        movie_factors = None
     else:
         config = modeling.model_config()
         fresh = network.fresh_model(config)
+        movie_factors = factors.fit_movie_factors(examples, config.factor_settings()) if config.factors else None
+        examples = with_factor_slots(examples, config, movie_factors, examples)
         report = training.train(
             fresh, examples, config, learning_rate=config.learning_rate, epochs=config.full_epochs(examples.height)
         )
     return save_version(
         features, modeling, calendar, fresh, report, kind="full", parent=None, first_batch=BOOTSTRAP_BATCH,
-        last_batch=last_batch, learning_rate=config.learning_rate, status=status, stage=stage,
+        last_batch=last_batch, learning_rate=config.learning_rate, status=status, stage=stage, movie_factors=movie_factors,
     )  # fmt: skip
 
 
@@ -136,15 +184,23 @@ def load_version(version: registry.ModelVersion):
     return artifacts.load_model(version.artifact, version.checksum, layers)
 
 
-def _settings_of(version: registry.ModelVersion, cls):
-    """The `cls` settings recorded in a version's hyper-parameters (JSON lists back to tuples)."""
+def load_factors(version: registry.ModelVersion) -> factors.MovieFactors | None:
+    """The movie factors a rating version's inputs are made with (None for a model without)."""
+    return artifacts.load_factors(version.artifact, version.checksum)
+
+
+def _settings_of(version: registry.ModelVersion, cls, recorded_before: dict | None = None):
+    """The `cls` settings recorded in a version's hyper-parameters (JSON lists back to tuples);
+    `recorded_before` gives the values of settings a version from before them did not record."""
     known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in version.hyperparameters.items() if k in known})
+    recorded = {**(recorded_before or {}), **version.hyperparameters}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in known})
 
 
 def config_of(version: registry.ModelVersion) -> ModelConfig:
-    """The settings a rating version was trained with: its inputs must be prepared the same way."""
-    return _settings_of(version, ModelConfig)
+    """The settings a rating version was trained with: its inputs must be prepared the same way.
+    (A version from before factors has none.)"""
+    return _settings_of(version, ModelConfig, recorded_before={"factors": 0})
 
 
 def retrieval_config_of(version: registry.ModelVersion) -> retrieval.RetrievalConfig:

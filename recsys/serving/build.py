@@ -19,11 +19,18 @@ import polars as pl
 from recsys.calendar import Calendar
 from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
-from recsys.features.point_in_time import catalog_features, cold_user, user_features
+from recsys.features.point_in_time import catalog_features, user_features
 from recsys.features.state import state_as_of
 from recsys.lake.cleaning import MAX_RATING, MIN_RATING
-from recsys.models import network, ranking, registry, retrieval
-from recsys.models.versions import config_of, load_version, retrieval_config_of
+from recsys.models import factors, network, ranking, registry, retrieval
+from recsys.models.versions import (
+    cold_rating_user,
+    config_of,
+    load_factors,
+    load_version,
+    rating_history,
+    retrieval_config_of,
+)
 from recsys.serving import store as serving_store
 from recsys.stores import Store
 
@@ -55,6 +62,12 @@ def build_embeddings(features: Store, serving: ServingSettings, as_of: int, cale
     model, config = load_version(champion), config_of(champion)
     user_rows = user_features(users, global_mean)
     catalog = catalog_features(stored_movie_features(features), movies, global_mean)
+    if config.factors:
+        # Each user folded in from all their ratings so far, each movie with its factor row.
+        settings, movie_factors = config.factor_settings(), load_factors(champion)
+        folded = factors.fold_in_latest(movie_factors, settings, rating_history(features, as_of), user_rows["user_id"].to_numpy())
+        user_rows = factors.with_user_factors(user_rows, folded, settings)
+        catalog = factors.with_movie_factors(catalog, movie_factors, settings)
     user_vectors = network.embed_users(model, user_rows, config)
     movie_vectors = network.embed_movies(model, catalog, config)
     with features.transaction():
@@ -145,7 +158,8 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
     )
     # Users without ratings: one list, the two stages for the cold user of both towers.
     cold_columns, cold_deviations = retrieval.cold_start(
-        model, retrieval_movies, network.embed_users(load_version(champion), cold_user(global_mean), config_of(champion)),
+        model, retrieval_movies,
+        network.embed_users(load_version(champion), cold_rating_user(global_mean, config_of(champion)), config_of(champion)),
         movie_vectors, n, retrieval_settings,
     )
     cold_start = ranking.as_list(np.zeros(1, np.int64), movie_ids, cold_columns[None], cold_deviations[None]).with_columns(

@@ -20,7 +20,8 @@ from helpers import run_cli
 
 from recsys.genres import GENRE_SLUGS, GENRES
 from recsys.models import registry, training
-from recsys.models.versions import config_of, load_version
+from recsys.models.factors import movie_factor_columns, user_factor_columns
+from recsys.models.versions import config_of, load_factors, load_version
 from recsys.serving import store as serving_store
 from recsys.stores import open_store
 from recsys_api.app import Recommendations
@@ -40,6 +41,11 @@ class Expected:
             self.year_params = dict(db.query("SELECT name, value FROM feature_params").iter_rows())
             self.ratings = lake.query(
                 "SELECT user_id, movie_id, rating FROM lake_ratings WHERE batch <= $as_of", {"as_of": self.serving.as_of_batch}
+            )
+            # Each rating with the global mean its example was made with: the factor model is relative to it.
+            self.examples = db.query(
+                "SELECT user_id, movie_id, rating, global_mean FROM training_examples WHERE batch <= $as_of",
+                {"as_of": self.serving.as_of_batch},
             )
             catalog = lake.query("SELECT movie_id, title, year, genres FROM lake_movies")
         # The lake writes a movie without genres as ''.
@@ -97,10 +103,30 @@ class Expected:
         movie = self.movies[movie_id]
         return self.movie_features(movie["genres"], movie["year"], self.movie_ratings(movie_id))
 
-    def rating(self, user_features: dict, movie_features: dict) -> float:
+    def user_factors(self, user_id: int) -> dict:
+        """The user's factor slots: the ridge regression of all their ratings (less the global mean
+        and each movie's bias) on their movies' factors, solved here one user at a time; [x, 1]."""
+        config = config_of(self.champion)
+        settings, movie_factors = config.factor_settings(), load_factors(self.champion)
+        rated = self.examples.filter(pl.col("user_id") == user_id)
+        rows = movie_factors.lookup(rated["movie_id"].to_numpy()).astype(np.float64)
+        z = rows[:, : settings.factors + 1]
+        y = rated["rating"].to_numpy() - rated["global_mean"].to_numpy() - rows[:, -1]
+        ridge = np.diag([settings.fold_in_reg] * settings.factors + [settings.fold_in_bias_reg])
+        x = np.linalg.solve(z.T @ z + ridge, z.T @ y)
+        return dict(zip(user_factor_columns(settings), [*x, 1.0]))
+
+    def movie_factors(self, movie_id: int | None) -> dict:
+        """The movie's factor row from the champion's artifact (zeros for a movie it has none for)."""
+        config = config_of(self.champion)
+        row = load_factors(self.champion).lookup(np.array([-1 if movie_id is None else movie_id]))[0]
+        return dict(zip(movie_factor_columns(config.factor_settings()), row.tolist()))
+
+    def rating(self, user_id: int, user_features: dict, movie_id: int | None, movie_features: dict) -> float:
         """The whole champion model's prediction (both towers, the dot product, the global mean,
         clipped to the rating scale), as in training: no stored vector is used."""
-        example = pl.DataFrame([{"global_mean": self.global_mean, **user_features, **movie_features}])
+        slots = {**self.user_factors(user_id), **self.movie_factors(movie_id)} if config_of(self.champion).factors else {}
+        example = pl.DataFrame([{"global_mean": self.global_mean, **user_features, **movie_features, **slots}])
         return float(training.predict(self.model, example, config_of(self.champion))[0])
 
 
@@ -187,32 +213,41 @@ def test_a_movie_is_its_catalog_row_and_its_ratings_in_the_lake(served):
 def test_predictions_are_the_champions_for_known_and_cold_start_users_and_new_movies(served):
     server, replay = served
     expected = Expected(replay)
-    movie = server.client.get("/recommendations/1", params={"n": 1}).json()["items"][0]
-    known, cold = expected.user_features(1), expected.user_features(COLD_USER)
+    user = int(expected.examples["user_id"].min())  # a user with ratings
+    movie = server.client.get(f"/recommendations/{user}", params={"n": 1}).json()["items"][0]
+    known, cold = expected.user_features(user), expected.user_features(COLD_USER)
     assert known["u_count"] > 0 and cold["u_count"] == 0
 
-    by_id = server.client.post("/predict", json={"user_id": 1, "movie_id": movie["movie_id"]}).json()
+    by_id = server.client.post("/predict", json={"user_id": user, "movie_id": movie["movie_id"]}).json()
     assert by_id["user_known"] and by_id["movie_id"] == movie["movie_id"]
     assert by_id["predicted_rating"] == pytest.approx(movie["score"], abs=1e-3)  # the score it is recommended with
-    assert by_id["predicted_rating"] == pytest.approx(expected.rating(known, expected.catalog_movie_features(movie["movie_id"])), abs=2e-4)
+    assert by_id["predicted_rating"] == pytest.approx(
+        expected.rating(user, known, movie["movie_id"], expected.catalog_movie_features(movie["movie_id"])), abs=2e-4
+    )
 
     # A user without ratings is predicted from the user tower's vector for no history.
-    for movie_id in (movie["movie_id"], 1):
+    for movie_id in (movie["movie_id"], int(expected.examples["movie_id"].min())):
         stranger = server.client.post("/predict", json={"user_id": COLD_USER, "movie_id": movie_id}).json()
         assert not stranger["user_known"]
-        assert stranger["predicted_rating"] == pytest.approx(expected.rating(cold, expected.catalog_movie_features(movie_id)), abs=2e-4)
+        assert stranger["predicted_rating"] == pytest.approx(
+            expected.rating(COLD_USER, cold, movie_id, expected.catalog_movie_features(movie_id)), abs=2e-4
+        )
 
     # A movie known only by its features: no ratings, so its mean is the global mean. Genre names
     # are matched ignoring case.
-    new = {"user_id": 1, "movie": {"genres": ["comedy", "Sci-Fi"], "year": 2024}}
+    new = {"user_id": user, "movie": {"genres": ["comedy", "Sci-Fi"], "year": 2024}}
     first = server.client.post("/predict", json=new).json()
     assert first["movie_id"] is None and first["user_known"]
-    assert first["predicted_rating"] == pytest.approx(expected.rating(known, expected.movie_features(["Comedy", "Sci-Fi"], 2024, [])), abs=2e-4)
+    assert first["predicted_rating"] == pytest.approx(
+        expected.rating(user, known, None, expected.movie_features(["Comedy", "Sci-Fi"], 2024, [])), abs=2e-4
+    )
     # The same movie in canonical spelling, its year as the JSON number 2024.0 (an integer to the schema).
-    same = {"user_id": 1, "movie": {"genres": ["Comedy", "Sci-Fi"], "year": 2024.0}}
+    same = {"user_id": user, "movie": {"genres": ["Comedy", "Sci-Fi"], "year": 2024.0}}
     assert server.client.post("/predict", json=same).json()["predicted_rating"] == first["predicted_rating"]
     nothing_known = server.client.post("/predict", json={"user_id": COLD_USER, "movie": {"genres": []}}).json()
-    assert nothing_known["predicted_rating"] == pytest.approx(expected.rating(cold, expected.movie_features([], None, [])), abs=2e-4)
+    assert nothing_known["predicted_rating"] == pytest.approx(
+        expected.rating(COLD_USER, cold, None, expected.movie_features([], None, [])), abs=2e-4
+    )
 
 
 @pytest.mark.parametrize(

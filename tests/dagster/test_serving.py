@@ -13,12 +13,20 @@ from asset_replay import BATCH, BOOTSTRAP, BOOTSTRAP_ASSETS, CALENDAR, AssetRepl
 
 from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
-from recsys.features.point_in_time import catalog_features, cold_user, user_features
+from recsys.features.point_in_time import catalog_features, user_features
 from recsys.features.state import state_as_of
-from recsys.models import daily, network, ranking, registry, retrieval
+from recsys.models import daily, factors, network, ranking, registry, retrieval
 from recsys.models.artifacts import load_model
 from recsys.models.training import predict
-from recsys.models.versions import config_of, load_version, retrieval_config_of
+from recsys.models.versions import (
+    cold_rating_user,
+    config_of,
+    load_factors,
+    load_version,
+    rating_history,
+    retrieval_config_of,
+    with_factor_slots,
+)
 from recsys.serving.build import build_recommendations, rated_recommendations
 from recsys.serving import store as serving_store
 from recsys.settings import store_urls
@@ -115,7 +123,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         # The cold-start list: the two stages for the cold user of both towers, over the set's movies.
         movie_ids, rating_movies = serving_store.read_embeddings(db, "movie", served.model_version, last)
         _, _, mean_then = state_as_of(db, last, CALENDAR, users=False)
-        cold_rating = network.embed_users(load_version(champion), cold_user(mean_then), config_of(champion))
+        cold_rating = network.embed_users(load_version(champion), cold_rating_user(mean_then, config_of(champion)), config_of(champion))
         columns, deviations = retrieval.cold_start(model, retrieval.embed_movie_ids(model, movie_ids), cold_rating, rating_movies, served.recommendations_per_user, settings)
         stored_cold = serving_store.read_cold_start(db, served.model_version, last)
         assert stored_cold["movie_id"].to_list() == movie_ids[columns].tolist()
@@ -129,6 +137,10 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
             sample.join(user_features(users, global_mean), on="user_id")
             .join(catalog_features(stored_movie_features(db), movies, global_mean).drop("global_mean"), on="movie_id")
         )
+        # With the factor slots: each user folded in from all their ratings, each movie's row.
+        settings, movie_factors = config_of(champion).factor_settings(), load_factors(champion)
+        folded = factors.fold_in_latest(movie_factors, settings, rating_history(db, last), pairs["user_id"].to_numpy())
+        pairs = factors.with_movie_factors(factors.with_user_factors(pairs, folded, settings), movie_factors, settings)
         predicted = predict(load_model(champion.artifact, champion.checksum), pairs, config_of(champion))
         assert np.allclose(predicted, pairs["score"].to_numpy(), atol=1e-4)
 
@@ -196,6 +208,8 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         in_service = db.scalar("SELECT version FROM model_metrics WHERE batch = $b AND model = 'champion' LIMIT 1", {"b": last})
         judged = registry.get(db, in_service)
         day_examples = db.query("SELECT * FROM training_examples WHERE batch = $b ORDER BY seq", {"b": last})
+        # Each rating's user folded in at its time, from every earlier rating (the day's included).
+        day_examples = with_factor_slots(day_examples, config_of(judged), load_factors(judged), rating_history(db, last))
         scored = day_examples.select("user_id", "movie_id", "rating").with_columns(
             champion=pl.Series(predict(load_model(judged.artifact, judged.checksum), day_examples, config_of(judged)), dtype=pl.Float64)
         )

@@ -2,7 +2,9 @@
 
 The data is synthetic with a known noise floor, replayed in blocks of 20k ratings ("days") with
 point-in-time features: the model trains on the first 14 blocks and is scored on block 14, which
-it never saw. The figures are printed (run with -s to see them).
+it never saw. The default model reads movie factors fitted on those 14 blocks and each rating's
+user folded in at its time; tests of the towers' own inputs use the towers alone (factors=0).
+The figures are printed (run with -s to see them).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from recsys.features.point_in_time import (
     movie_features,
 )
 from recsys.genres import GENRE_SLUGS
-from recsys.models.artifacts import file_sha256, load_model, save_model, warm_start
+from recsys.models.artifacts import file_sha256, load_factors, load_model, save_model, warm_start
 from recsys.models.baselines import BiasBaseline
 from recsys.models.config import (
     GLOBAL_MEAN_INPUT,
@@ -37,15 +39,18 @@ from recsys.models.config import (
     USER_INPUT_COLUMNS,
     ModelConfig,
 )
+from recsys.models.factors import fit_movie_factors
 from recsys.models.inputs import model_inputs
 from recsys.models.network import embed_movies, embed_users, fresh_model, towers
 from recsys.models.training import batch_loss, metrics, predict, train
+from recsys.models.versions import with_factor_slots
 from recsys.sources.blocks import read_blocks
 
 N_RATINGS = 300_000
 BLOCK = 20_000
 TEST_BLOCK = 14  # blocks 0..13 train, block 14 is the next, unseen day
 CONFIG = ModelConfig()
+TOWERS_ALONE = ModelConfig(factors=0)
 
 # Keras 3.15 converts variables with np.array(x) under numpy 2 (in save and get_weights), which
 # numpy flags as deprecated; it is Keras' to fix and harmless here.
@@ -61,7 +66,9 @@ def data(make_archive):
     ratings, movies = read_blocks(path, BLOCK)
     features = movie_features(movies, YearScaler.fit(ratings.filter(pl.col("block") == 0), movies))
     examples = build_examples(ratings, features, empty_user_state(), empty_movie_state(), 0.0, 0).examples
-    return truth, examples
+    # The factors learn from the training blocks only; every rating's user is folded in at its time.
+    movie_factors = fit_movie_factors(examples.filter(pl.col("batch") < TEST_BLOCK), CONFIG.factor_settings())
+    return truth, with_factor_slots(examples, CONFIG, movie_factors, examples)
 
 
 @pytest.fixture(scope="module")
@@ -128,17 +135,21 @@ def test_training_lowers_the_loss_epoch_by_epoch(parent):
 def test_users_without_history_get_the_global_mean_everywhere(data):
     _, examples = data
     inputs = model_inputs(examples, CONFIG)
+    assert inputs["user_factors"].shape == inputs["movie_factors"].shape == (examples.height, CONFIG.factor_settings().width)
     assert all(np.isfinite(values).all() and values.dtype == np.float32 for values in inputs.values())
     assert inputs[USER_INPUT].shape == (examples.height, len(USER_INPUT_COLUMNS))
     assert inputs[MOVIE_INPUT].shape == (examples.height, len(MOVIE_INPUT_COLUMNS))
     new_users = (examples["u_count"] == 0).to_numpy()
     assert new_users.any()
     assert np.abs(inputs[USER_INPUT][new_users]).max() < 1e-6
+    # Nothing folded in: x = 0 and the constant 1.
+    np.testing.assert_array_equal(inputs["user_factors"][new_users][:, :-1], 0.0)
+    np.testing.assert_array_equal(inputs["user_factors"][:, -1], 1.0)
 
 
 def test_inputs_shrink_genre_means_toward_the_users_mean_and_that_toward_the_global_mean():
     k = 2.0
-    config = ModelConfig(shrinkage=k)
+    config = ModelConfig(shrinkage=k, factors=0)
     row = example_row(
         global_mean=3.5, u_count=6, u_mean=4.5, ug_count_comedy=2, ug_mean_comedy=2.0, ug_count_drama=4,
         ug_mean_drama=5.0, m_count=3, m_mean=2.5, mg_drama=1, m_no_genre=0, m_year_z=0.7, m_year_known=1,
@@ -165,11 +176,15 @@ def test_towers_are_the_models_halves(data, parent):
     sample = day(examples, TEST_BLOCK).head(500)
     inputs = model_inputs(sample, CONFIG)
     user_model, movie_model = towers(fitted)
-    users = np.asarray(user_model({USER_INPUT: inputs[USER_INPUT]}))
-    movies = np.asarray(movie_model({MOVIE_INPUT: inputs[MOVIE_INPUT]}))
+    users = np.asarray(user_model({k: inputs[k] for k in (USER_INPUT, "user_factors")}))
+    movies = np.asarray(movie_model({k: inputs[k] for k in (MOVIE_INPUT, "movie_factors")}))
     assert users.shape == movies.shape == (500, CONFIG.embedding_dim)
     rebuilt = np.clip(inputs[GLOBAL_MEAN_INPUT][:, 0] + (users * movies).sum(axis=1), 0.5, 5.0)
     np.testing.assert_allclose(rebuilt, predict(fitted, sample, CONFIG), atol=1e-4)
+    # The vectors end with the factor model's slots, passed through: their dot product is its prediction.
+    width = CONFIG.factor_settings().width
+    np.testing.assert_array_equal(users[:, -width:], inputs["user_factors"])
+    np.testing.assert_array_equal(movies[:, -width:], inputs["movie_factors"])
 
 
 def test_warm_start_continues_from_the_parent(data, parent, tmp_path):
@@ -211,10 +226,16 @@ def test_save_and_load_give_identical_predictions(data, parent, tmp_path):
     _, examples = data
     fitted, _ = parent
     path = tmp_path / "model.keras"
-    checksum = save_model(fitted, path)
+    movie_factors = fit_movie_factors(examples.filter(pl.col("batch") < 2), CONFIG.factor_settings())
+    checksum = save_model(fitted, path, movie_factors)
     loaded = load_model(path, checksum)
     test = day(examples, TEST_BLOCK)
     np.testing.assert_array_equal(predict(loaded, test, CONFIG), predict(fitted, test, CONFIG))
+    # The movie factors travel in the artifact, under its checksum.
+    saved = load_factors(path, checksum)
+    np.testing.assert_array_equal(saved.movie_ids, movie_factors.movie_ids)
+    np.testing.assert_array_equal(saved.rows, movie_factors.rows)
+    assert load_factors(tmp_path / "other.keras", save_model(fitted, tmp_path / "other.keras")) is None
 
 
 def test_a_save_that_dies_midway_leaves_the_previous_artifact_whole(parent, tmp_path, monkeypatch):
@@ -290,7 +311,7 @@ def test_examples_without_the_features_are_refused():
 
 def test_hashed_id_embeddings_start_at_zero_and_learn_per_id(data):
     _, examples = data
-    config = replace(CONFIG, id_dim=4, epochs=2)
+    config = replace(TOWERS_ALONE, id_dim=4, epochs=2)
     past = examples.filter(pl.col("batch") < 3)
     fitted = fresh_model(config)
     train(fitted, past, config, learning_rate=config.learning_rate, epochs=config.epochs)

@@ -1,0 +1,148 @@
+"""Movie factors and users folded in at event time: the fold-in is the ridge regression of the
+user's strictly earlier ratings (same-second ties excluded, checked against a brute force), the
+alternating fit learns a low-rank truth, and a warm start begins at its parent's factors."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.errors import RecsysError
+from recsys.models import factors
+from recsys.models.config import ModelConfig
+from recsys.models.factors import FactorSettings, MovieFactors, fit_movie_factors, fold_in, fold_in_latest
+from recsys.models.versions import with_factor_slots
+
+SETTINGS = FactorSettings(factors=3, iterations=10)
+
+
+def history_frame(seed: int, rows: int = 3_000, users: int = 40, movies: int = 60, seconds: int = 400) -> pl.DataFrame:
+    """Ratings in time order with many same-second ties (few distinct seconds per user)."""
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame(
+        {
+            "seq": np.arange(rows),
+            "user_id": rng.integers(1, users + 1, rows),
+            "movie_id": rng.integers(1, movies + 1, rows),
+            "rating": rng.integers(1, 11, rows) / 2.0,
+            "global_mean": np.round(3.3 + 0.2 * rng.random(rows), 3),
+            "timestamp": np.sort(rng.integers(0, seconds, rows)),
+        }
+    )
+
+
+def movie_factors_for(history: pl.DataFrame, seed: int = 0) -> MovieFactors:
+    """Factors for all but a few movies (a movie without factors must add nothing)."""
+    rng = np.random.default_rng(seed)
+    ids = np.sort(history["movie_id"].unique().to_numpy())[3:]
+    rows = np.column_stack([rng.normal(0, 0.5, (len(ids), SETTINGS.factors)), np.ones(len(ids)), rng.normal(0, 0.3, len(ids))])
+    return MovieFactors(movie_ids=ids.astype(np.int64), rows=rows.astype(np.float32))
+
+
+def brute_force(movie_factors: MovieFactors, history: pl.DataFrame, user_id: int, before: float) -> np.ndarray:
+    """[x, 1] from the user's ratings with timestamp < `before`, one solve."""
+    rated = history.filter((pl.col("user_id") == user_id) & (pl.col("timestamp") < before))
+    rows = movie_factors.lookup(rated["movie_id"].to_numpy()).astype(np.float64)
+    z = rows[:, : SETTINGS.factors + 1]
+    y = rated["rating"].to_numpy() - rated["global_mean"].to_numpy() - rows[:, -1]
+    ridge = np.diag([SETTINGS.fold_in_reg] * SETTINGS.factors + [SETTINGS.fold_in_bias_reg])
+    return np.r_[np.linalg.solve(z.T @ z + ridge, z.T @ y), 1.0]
+
+
+@pytest.mark.parametrize("chunk_rows", [10**9, 500])
+def test_fold_in_is_the_ridge_of_the_users_strictly_earlier_ratings(monkeypatch, chunk_rows):
+    monkeypatch.setattr(factors, "FOLD_IN_CHUNK_ROWS", chunk_rows)  # slices cut between users
+    history = history_frame(1)
+    movie_factors = movie_factors_for(history)
+    folded = fold_in(movie_factors, SETTINGS, history)
+    assert folded.shape == (history.height, SETTINGS.width) and folded.dtype == np.float32
+    sample = np.random.default_rng(2).choice(history.height, 300, replace=False)
+    for row in sample:
+        user, second = history["user_id"][int(row)], history["timestamp"][int(row)]
+        np.testing.assert_allclose(folded[row], brute_force(movie_factors, history, user, second), atol=1e-5)
+    # A user's first second sees nothing: x = 0.
+    first = history.with_row_index("row").filter(pl.col("timestamp") == pl.col("timestamp").min().over("user_id"))["row"]
+    np.testing.assert_array_equal(folded[first.to_numpy()], np.tile(np.r_[np.zeros(SETTINGS.factors + 1), 1.0], (first.len(), 1)))
+
+
+def test_a_rating_never_sees_itself_nor_its_second_nor_later_ones():
+    history = history_frame(3)
+    movie_factors = movie_factors_for(history)
+    cut = int(history["timestamp"].median())
+    # Every rating from second `cut` on is changed: what any rating up to that second is folded
+    # in from must not change (same-second ratings included), while later ones do.
+    scrambled = history.with_columns(
+        pl.when(pl.col("timestamp") >= cut).then(5.5 - pl.col("rating")).otherwise(pl.col("rating")).alias("rating")
+    )
+    before, after = fold_in(movie_factors, SETTINGS, history), fold_in(movie_factors, SETTINGS, scrambled)
+    up_to_cut = (history["timestamp"] <= cut).to_numpy()
+    # Equal up to float rounding (the running sums pass through other users' ratings, so their
+    # last bits may differ); a rating that leaked would move a vector by orders more.
+    np.testing.assert_allclose(before[up_to_cut], after[up_to_cut], rtol=0, atol=1e-9)
+    changed = np.abs(before[~up_to_cut] - after[~up_to_cut]).max(axis=1)
+    assert (changed > 1e-3).mean() > 0.9
+
+
+def test_the_latest_fold_in_uses_every_rating_and_nothing_for_unknown_users():
+    history = history_frame(4)
+    movie_factors = movie_factors_for(history)
+    users = np.array([5, 999, 1, 17])  # 999 never rated
+    latest = fold_in_latest(movie_factors, SETTINGS, history.drop("timestamp"), users)
+    end = int(history["timestamp"].max()) + 1
+    for row, user in enumerate(users):
+        np.testing.assert_allclose(latest[row], brute_force(movie_factors, history, int(user), end), atol=1e-5)
+    np.testing.assert_array_equal(latest[1], np.r_[np.zeros(SETTINGS.factors + 1), 1.0])
+
+
+def test_the_fit_learns_a_low_rank_truth_better_than_biases():
+    """Ratings from a rank-3 model with biases and noise 0.3: the factor model, with each test
+    user folded in from their training ratings, comes near the noise; user+movie biases do not."""
+    rng = np.random.default_rng(5)
+    n_users, n_movies, n = 1_500, 300, 60_000
+    p, q = rng.normal(0, 0.7, (n_users, 3)), rng.normal(0, 0.7, (n_movies, 3))
+    users, movies = rng.integers(0, n_users, n), rng.integers(0, n_movies, n)
+    truth = 0.3 * rng.normal(size=n_users)[users] + 0.3 * rng.normal(size=n_movies)[movies] + (p[users] * q[movies]).sum(1)
+    ratings = pl.DataFrame(
+        {"seq": np.arange(n), "user_id": users, "movie_id": movies, "rating": 3.5 + truth + rng.normal(0, 0.3, n),
+         "global_mean": np.full(n, 3.5), "timestamp": np.arange(n)}
+    )  # fmt: skip
+    train, test = ratings.head(50_000), ratings.tail(10_000)
+    movie_factors = fit_movie_factors(train, SETTINGS)
+    rows = movie_factors.lookup(test["movie_id"].to_numpy())
+    folded = fold_in(movie_factors, SETTINGS, ratings)[50_000:]
+    predicted = 3.5 + rows[:, -1] + (rows[:, :-1] * folded[:, :-1]).sum(1)
+    mse = float(((test["rating"].to_numpy() - predicted) ** 2).mean())
+    movie_mean = train.group_by("movie_id").agg(pl.col("rating").mean().alias("m"))
+    user_offset = train.join(movie_mean, on="movie_id").group_by("user_id").agg((pl.col("rating") - pl.col("m")).mean().alias("u"))
+    bias = test.join(movie_mean, on="movie_id", how="left").join(user_offset, on="user_id", how="left").fill_null(0.0)
+    bias_mse = float(((bias["rating"] - bias["m"] - bias["u"]) ** 2).mean())
+    print(f"\n[factors] test MSE {mse:.3f}, biases {bias_mse:.3f}, noise 0.090")
+    assert mse < 0.5 * bias_mse and mse < 0.2
+
+
+def test_a_warm_start_begins_at_its_parents_factors():
+    history = history_frame(6)
+    parent = fit_movie_factors(history.head(2_000), SETTINGS)
+    unchanged = fit_movie_factors(history, SETTINGS, start=parent, iterations=0)
+    known = np.isin(unchanged.movie_ids, parent.movie_ids)
+    np.testing.assert_array_equal(unchanged.rows[known], parent.lookup(unchanged.movie_ids[known]))
+    moved = fit_movie_factors(history, SETTINGS, start=parent, iterations=2)
+    assert not np.array_equal(moved.rows[known], unchanged.rows[known])
+
+
+def test_examples_get_their_slots_only_from_a_history_that_holds_them():
+    history = history_frame(7)
+    config = ModelConfig(factors=SETTINGS.factors)
+    movie_factors = movie_factors_for(history)
+    examples = history.tail(100)
+    slotted = with_factor_slots(examples, config, movie_factors, history)
+    np.testing.assert_array_equal(
+        slotted.select(factors.user_factor_columns(config.factor_settings())).to_numpy(),
+        fold_in(movie_factors, config.factor_settings(), history)[-100:],
+    )
+    with pytest.raises(RecsysError, match="lacks some of the examples"):
+        with_factor_slots(examples, config, movie_factors, history.head(100))
+    with pytest.raises(RecsysError, match="holds no movie factors"):
+        with_factor_slots(examples, config, None, history)
+    assert with_factor_slots(examples, ModelConfig(factors=0), None, history) is examples
