@@ -217,7 +217,7 @@ def table() -> str:
 VARIANT_LABELS = {
     "event": "event-time features (the default: genre towers with movie factors, users folded in)",
     "without_factors": "the same, genre towers alone",
-    "batch": "batch-time features",
+    "batch": "batch-time features, genre towers alone",
     "event_with_ids": "event time, with ID embeddings",
 }
 
