@@ -27,9 +27,12 @@ class ModelingSettings:
 
     artifact_dir: str
     seed: int = 0
-    # A candidate is promoted only if its MSE on the latest unseen day is below the champion's by
-    # at least this fraction of the champion's MSE.
-    promotion_margin: float = 0.0
+    # A candidate is promoted only if its figure on the latest unseen day beats the champion's by
+    # at least this fraction of it (MSE lower, NDCG@10 higher). Not 0: yesterday's warm start
+    # almost always beats its parent by a hair (at MovieLens-32M's shape by a median 0.10% of MSE,
+    # promoting on 77% of days), and each promotion ranks every user again; on MovieLens 100K the
+    # daily gain is larger (median 0.5%) and still clears it.
+    promotion_margin: float = 0.0025
     # The monitoring check warns when the champion's MSE on a day exceeds the trailing median by
     # more than this fraction.
     degradation_tolerance: float = 0.25

@@ -52,14 +52,16 @@ def test_a_replay_keeps_a_champion_scores_before_training_and_retrains_weekly(ar
     with replay.features_db() as db:
         decisions = db.query("SELECT * FROM promotions WHERE metric = 'mse' ORDER BY batch")
         # Every day after the first judged the previous day's warm start on a day it had not seen,
-        # and promoted it exactly when it beat the champion by the margin (0 by default).
+        # and promoted it exactly when it beat the champion by the margin (a share of its score).
         assert decisions["batch"].to_list() == list(range(1, 7))
-        assert (decisions["promoted"] == (decisions["candidate_score"] < decisions["champion_score"])).all()
+        beaten = decisions["candidate_score"] < decisions["champion_score"] * (1 - decisions["margin"])
+        assert (decisions["promoted"] == beaten).all() and (decisions["margin"] > 0).all()
         # The retrieval stage's gate did the same with NDCG@10 of the returning users, higher being better.
         retrieval_decisions = db.query("SELECT * FROM promotions WHERE metric = 'ndcg_at_10' ORDER BY batch")
         assert retrieval_decisions["batch"].to_list() == list(range(1, 7))
         assert retrieval_decisions["candidate"].to_list() == [f"retrieval-warm-{CALENDAR.label(b)}" for b in range(6)]
-        assert (retrieval_decisions["promoted"] == (retrieval_decisions["candidate_score"] > retrieval_decisions["champion_score"])).all()
+        beaten = retrieval_decisions["candidate_score"] > retrieval_decisions["champion_score"] * (1 + retrieval_decisions["margin"])
+        assert (retrieval_decisions["promoted"] == beaten).all()
         recorded = db.query(
             "SELECT batch, ndcg_at_10 FROM ranking_metrics WHERE model = 'retrieval_warm' AND protocol = 'catalog' "
             "AND segment = 'with_history' ORDER BY batch"
