@@ -164,6 +164,15 @@ def table() -> str:
             f"of them as measured, {proj['weekly_retrains']} weekly retrains) | {proj['total_hours']:.1f} h (days "
             f"{proj['days_s'] / 3600:.1f} h, retrains {proj['weekly_retrains_s'] / 3600:.1f} h) | | < 2 h |"
         )
+    costs = load("factor_costs")
+    if costs:
+        lines.append(
+            f"| what the rating model's movie factors add to a day at that shape ({costs['ratings_through_the_day'] / 1e6:.1f}M "
+            f"ratings, {costs['users']:,} users): warm start's pass / fold-in of the day's users per model / fold-in of every "
+            f"user for serving / second read of every rating | {costs['added_per_day_s']:.1f} s a day "
+            f"({costs['warm_start_factor_pass_s']:.2f} / {costs['fold_in_day_for_one_model_s']:.2f} x 3 / "
+            f"{costs['fold_in_every_user_s']:.2f} / {costs['read_all_ratings_s']:.2f} s) | | < 2 s |"
+        )
     faults = load("fault_injection")
     if faults:
         equal = sum(not k["tables_differing"] for k in faults["kills"])
