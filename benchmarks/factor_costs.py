@@ -1,24 +1,38 @@
-"""What the rating model's factors add to a day at MovieLens-32M's shape, part by part.
+"""What the rating model's factors add to a day at MovieLens-32M's shape, part by part, and the
+serving layer's embeddings step with and without a champion change.
 
 Run after `benchmarks.full_shape --store duckdb`, on the feature store its replay left (a 5M-row
 bootstrap and its days): for the last replayed day, the work the factors add to the daily run,
 each part timed alone in this process (best of 3):
 - reading every rating through the day from the feature store (the models layer reads it once
-  for the baselines as well; the serving layer reads it again);
+  for the baselines as well);
 - the warm start's factor pass (one alternating pass over every rating, from the parent's factors);
 - folding in the day's users for scoring (each rating at its time, from their history), per model;
-- folding in every user as of the end of the day, for the serving embeddings.
+- for the serving embeddings: on a day without a champion change, reading the day's users'
+  ratings and folding them in; when the champion changed, reading every rating and folding in
+  every user.
+Then, on a copy of the store, the whole embeddings step (`build_embeddings`) as of the last day:
+once with a serving set of the same champion the day before (the day's users embedded, the
+others copied), once without (everyone embedded).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import polars as pl
 
 from benchmarks.common import WORK, write_result
+from recsys.calendar import Calendar
+from recsys.features.state import state_as_of
 from recsys.models import factors, registry
 from recsys.models.versions import config_of, load_factors, rating_history
+from recsys.serving import store as serving_store
+from recsys.serving.build import ServingSettings, build_embeddings
+from recsys.settings import DEFAULT_START_DATE, parse_date
 from recsys.stores import open_store
 
 
@@ -31,6 +45,37 @@ def best_of(runs: int, work) -> tuple[float, object]:
     return round(best, 3), result
 
 
+def embeddings_step(store: Path, last: int) -> dict:
+    """The embeddings step as of `last` on a copy of `store`: with the champion's serving set of
+    the day before in place (recorded here from its embeddings as of that day), then without."""
+    calendar, serving = Calendar(parse_date(DEFAULT_START_DATE)), ServingSettings()
+    with tempfile.TemporaryDirectory(dir=WORK) as scratch:
+        copy = Path(scratch) / "features.duckdb"
+        shutil.copy(store, copy)
+        with open_store(str(copy)) as features:
+            champion = registry.champion(features)
+            features.execute("DELETE FROM serving_sets")
+            build_embeddings(features, serving, last - 1, calendar)
+            _, movies, global_mean = state_as_of(features, last - 1, calendar, users=False)
+            set_before = serving_store.ServingSet(
+                model_version=champion.version, as_of_batch=last - 1, partition_key=calendar.partition_of(last - 1),
+                embedding_backend="array", embedding_dim=32, global_mean=global_mean, users=0, movies=movies.height,
+                recommendations_per_user=serving.recommendations_per_user, created_at=registry.now(), retrieval_version="",
+            )  # fmt: skip
+            serving_store.record_serving_set(features, set_before)
+            day = build_embeddings(features, serving, last, calendar)
+            features.execute("DELETE FROM serving_sets")
+            everyone = build_embeddings(features, serving, last, calendar)
+    if day["carried_from"] is None or everyone["carried_from"] is not None:
+        raise SystemExit("The embeddings step did not take the paths this benchmark times.")
+    return {
+        "day_users_embedded": day["users_embedded"],
+        "users_carried": day["users_carried"],
+        "without_champion_change_s": round(day["seconds"], 3),
+        "with_champion_change_s": round(everyone["seconds"], 3),
+    }
+
+
 def main() -> None:
     store = WORK / "full_shape" / "duckdb" / "features.duckdb"
     if not store.exists():
@@ -39,6 +84,7 @@ def main() -> None:
         last = int(features.scalar("SELECT max(batch) FROM training_examples"))
         champion = registry.champion(features)
         read_s, ratings = best_of(3, lambda: rating_history(features, last))
+        read_day_s, day_history = best_of(3, lambda: rating_history(features, last, rated_after=last - 1))
     config = config_of(champion)
     settings, movie_factors = config.factor_settings(), load_factors(champion)
     if movie_factors is None:
@@ -49,6 +95,10 @@ def main() -> None:
     fold_s, _ = best_of(3, lambda: factors.fold_in(movie_factors, settings, users_history))
     user_ids = ratings["user_id"].unique().to_numpy()
     latest_s, _ = best_of(3, lambda: factors.fold_in_latest(movie_factors, settings, ratings, user_ids))
+    latest_day_s, _ = best_of(3, lambda: factors.fold_in_latest(movie_factors, settings, day_history, day_users["user_id"].to_numpy()))
+    step = embeddings_step(store, last)
+    # Scoring folds in for the champion and the latest warm and full models (up to 3).
+    models_layer = warm_s + 3 * fold_s
     write_result(
         "factor_costs",
         {
@@ -61,14 +111,19 @@ def main() -> None:
             "read_all_ratings_s": read_s,
             "warm_start_factor_pass_s": warm_s,
             "fold_in_day_for_one_model_s": fold_s,
+            "read_day_users_ratings_s": read_day_s,
+            "fold_in_day_users_latest_s": latest_day_s,
             "fold_in_every_user_s": latest_s,
-            # Scoring folds in for the champion and the latest warm and full models (up to 3); the
-            # serving layer reads every rating again and folds in every user.
-            "added_per_day_s": round(warm_s + 3 * fold_s + read_s + latest_s, 2),
+            "added_per_day_s": round(models_layer + read_day_s + latest_day_s, 2),
+            "added_on_champion_change_s": round(models_layer + read_s + latest_s, 2),
+            "embeddings_step": step,
             "method": "Each part on the full-shape DuckDB replay's feature store, as of its last day, in one "
-            "process, best of 3. added_per_day_s = the warm start's pass + 3 fold-ins of the day (champion, "
-            "warm, full) + the serving layer's second read of every rating + its fold-in of every user; the "
-            "models layer's read of every rating replaced the lake read it made before.",
+            "process, best of 3. added_per_day_s (no champion change) = the warm start's pass + 3 fold-ins of "
+            "the day (champion, warm, full) + the serving layer's read of the day's users' ratings and their "
+            "fold-in; added_on_champion_change_s: the serving layer reads every rating and folds in every user "
+            "instead. The models layer's read of every rating replaced the lake read it made before. "
+            "embeddings_step: build_embeddings once each way on a copy of the store, the serving set of the "
+            "day before recorded from the champion's embeddings as of that day.",
         },
     )
 

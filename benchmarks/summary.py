@@ -168,10 +168,17 @@ def table() -> str:
     if costs:
         lines.append(
             f"| what the rating model's movie factors add to a day at that shape ({costs['ratings_through_the_day'] / 1e6:.1f}M "
-            f"ratings, {costs['users']:,} users): warm start's pass / fold-in of the day's users per model / fold-in of every "
-            f"user for serving / second read of every rating | {costs['added_per_day_s']:.1f} s a day "
-            f"({costs['warm_start_factor_pass_s']:.2f} / {costs['fold_in_day_for_one_model_s']:.2f} x 3 / "
-            f"{costs['fold_in_every_user_s']:.2f} / {costs['read_all_ratings_s']:.2f} s) | | < 2 s |"
+            f"ratings, {costs['users']:,} users): warm start's pass / fold-in of the day's users per model (3 models) / serving's "
+            f"read and fold-in of the day's users (of every user when the champion changed) | {costs['added_per_day_s']:.1f} s a day, "
+            f"{costs['added_on_champion_change_s']:.1f} s with a champion change ({costs['warm_start_factor_pass_s']:.2f} / "
+            f"{costs['fold_in_day_for_one_model_s']:.2f} x 3 / {costs['read_day_users_ratings_s']:.2f} + {costs['fold_in_day_users_latest_s']:.2f} "
+            f"({costs['read_all_ratings_s']:.2f} + {costs['fold_in_every_user_s']:.2f}) s) | | < 2 s |"
+        )
+        step = costs["embeddings_step"]
+        lines.append(
+            f"| the serving embeddings step at that shape: the day's {step['day_users_embedded']:,} users embedded, "
+            f"{step['users_carried']:,} vectors copied / everyone embedded (a champion change) | "
+            f"{step['without_champion_change_s']:.2f} s / {step['with_champion_change_s']:.2f} s | | |"
         )
     faults = load("fault_injection")
     if faults:

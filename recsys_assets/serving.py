@@ -56,7 +56,8 @@ def definitions(calendar: Calendar) -> Definitions:
                 kinds={"keras", "sql"},
                 owners=OWNERS,
                 description="The champion's user-tower output for every user with ratings, as of the end of the "
-                "day (after the day's promotion decision), stored per model version: pgvector or float arrays.",
+                "day (after the day's promotion decision), stored per model version: pgvector or float arrays. "
+                "Only the day's users are embedded again while the champion stays; the others' vectors are copied.",
             ),
             AssetSpec(
                 "movie_embeddings",
@@ -77,6 +78,11 @@ def definitions(calendar: Calendar) -> Definitions:
         with user_errors(), features_store.open() as features:
             done = build_embeddings(features, serving.settings(), as_of, calendar)
         context.log.info(f"Embeddings of {done['model_version']} stored as {done['backend']}: {done['backend_reason']}.")
+        if done["carried_from"] is not None:
+            context.log.info(
+                f"{done['users_embedded']:,} users embedded again (rated since {calendar.partition_of(done['carried_from'])}), "
+                f"{done['users_carried']:,} copied from that day's set."
+            )
         common = {
             "model_version": done["model_version"],
             "embedding_backend": done["backend"],
@@ -84,7 +90,10 @@ def definitions(calendar: Calendar) -> Definitions:
             "dimensions": done["dim"],
             "seconds": float(round(done["seconds"], 3)),
         }
-        yield MaterializeResult(asset_key="user_embeddings", metadata={**common, "dagster/row_count": done["users"]})
+        yield MaterializeResult(
+            asset_key="user_embeddings",
+            metadata={**common, "dagster/row_count": done["users"], "users_embedded": done["users_embedded"], "users_carried": done["users_carried"]},
+        )
         yield MaterializeResult(asset_key="movie_embeddings", metadata={**common, "dagster/row_count": done["movies"]})
 
 

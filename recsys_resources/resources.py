@@ -126,12 +126,18 @@ class ServingResource(ConfigurableResource):
         default="auto",
         description="auto: pgvector on a PostgreSQL server that offers it, otherwise float arrays; array: always arrays.",
     )
+    carry_mean_shift: float = Field(
+        default=ServingSettings.carry_mean_shift,
+        description="While the champion stays, users who did not rate keep their vector from the previous set "
+        "unless the global mean (a user tower input) moved by more than this many stars since.",
+    )
 
     def settings(self) -> ServingSettings:
         return ServingSettings(
             recommendations_per_user=self.recommendations_per_user,
             popularity=PopularityWindow(days=self.popularity_days, min_ratings=self.popularity_min_ratings),
             embedding_backend=self.embedding_backend,
+            carry_mean_shift=self.carry_mean_shift,
         )
 
 

@@ -59,14 +59,17 @@ def examples_where(features: Store, where: str, params: dict) -> pl.DataFrame:
     return features.query(f"SELECT * FROM training_examples WHERE {where} ORDER BY seq", params)
 
 
-def rating_history(features: Store, through_batch: int) -> pl.DataFrame:
+def rating_history(features: Store, through_batch: int, rated_after: int | None = None) -> pl.DataFrame:
     """Every rating up to `through_batch` as the feature store's examples hold them (the lake's
     clean ratings, each with the global mean it was made under), in replay order: what users are
-    folded in from and movie factors are fitted on (`recsys.models.factors`)."""
+    folded in from and movie factors are fitted on (`recsys.models.factors`). With `rated_after`,
+    only the ratings of users who rated in a batch after it (all of theirs)."""
+    columns = "SELECT seq, batch, user_id, movie_id, rating, global_mean, timestamp FROM training_examples WHERE batch <= $through"
+    if rated_after is None:
+        return features.query(f"{columns} ORDER BY seq", {"through": through_batch})
     return features.query(
-        "SELECT seq, batch, user_id, movie_id, rating, global_mean, timestamp FROM training_examples "
-        "WHERE batch <= $through ORDER BY seq",
-        {"through": through_batch},
+        f"{columns} AND user_id IN (SELECT user_id FROM training_examples WHERE batch > $after AND batch <= $through) ORDER BY seq",
+        {"through": through_batch, "after": rated_after},
     )
 
 

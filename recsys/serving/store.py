@@ -159,6 +159,24 @@ def carry_recommendations(store: Store, version: str, from_batch: int, to_batch:
     return int(rows_after - rows_before), int(users_after - users_before)
 
 
+def carry_user_embeddings(store: Store, version: str, from_batch: int, to_batch: int) -> int:
+    """Copy the user embeddings of set (`version`, `from_batch`) into set (`version`, `to_batch`)
+    for the users that set has none for yet; returns the users copied."""
+    params = {"version": version, "from": from_batch, "to": to_batch}
+    count = "SELECT count(*) FROM user_embeddings WHERE model_version = $version AND as_of_batch = $to"
+    in_target = {"version": version, "to": to_batch}
+    before = store.scalar(count, in_target)
+    store.execute(
+        "INSERT INTO user_embeddings (model_version, as_of_batch, user_id, embedding) "
+        "SELECT model_version, $to, user_id, embedding FROM user_embeddings AS earlier "
+        "WHERE model_version = $version AND as_of_batch = $from AND NOT EXISTS (SELECT 1 FROM user_embeddings AS fresh "
+        "WHERE fresh.model_version = $version AND fresh.as_of_batch = $to AND fresh.user_id = earlier.user_id)",
+        params,
+    )
+    after = store.scalar(count, in_target)
+    return int(after - before)
+
+
 def write_popularity(store: Store, as_of_batch: int, ranking: pl.DataFrame) -> int:
     """Replace the popularity ranking (movie_id, rank, mean_rating, ratings); only the latest is kept."""
     frame = ranking.select(

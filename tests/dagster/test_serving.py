@@ -27,11 +27,11 @@ from recsys.models.versions import (
     retrieval_config_of,
     with_factor_slots,
 )
-from recsys.serving.build import build_recommendations, rated_recommendations
+from recsys.serving.build import build_embeddings, build_recommendations, rated_recommendations
 from recsys.serving import store as serving_store
 from recsys.settings import store_urls
 from recsys.stores import open_store
-from recsys_resources import ModelingResource
+from recsys_resources import ModelingResource, ServingResource
 
 DAYS = 3
 
@@ -281,21 +281,33 @@ def test_pgvector_columns_and_index_where_the_server_offers_the_extension(pgvect
 
 
 def test_without_a_promotion_only_the_users_who_rated_are_ranked_again(archive, tmp_path, monkeypatch):
-    """A day with the same champions as the day before ranks the users who rated that day and
-    carries the others' lists over unchanged; the ranked users' lists are those a full ranking
+    """A day with the same champions as the day before embeds and ranks the users who rated that
+    day and carries the others' vectors and lists over unchanged; the ranked users' lists are those a full ranking
     gives (computed again with the earlier set out of the way). And the catalog protocol ranks
     a sample of a day's users when they are more than its limit."""
     monkeypatch.setattr(daily, "CATALOG_USERS", 10)
     replay = AssetReplay(str(tmp_path / "stores"), archive, tmp_path / "models", serve=True)
     modeling = replay.resources["modeling"]
     replay.resources["modeling"] = ModelingResource(artifact_dir=modeling.artifact_dir, seed=modeling.seed, promotion_margin=10.0)  # never promote
+    # On this small archive a day moves the global mean by more than the default allows.
+    replay.resources["serving"] = ServingResource(carry_mean_shift=1.0)
     replay.run(BOOTSTRAP_ASSETS)
     replay.day(0)
-    second = metadata_of(replay.day(1))["batch_recommendations"]
+    materialized = metadata_of(replay.day(1))
+    second, embedded = materialized["batch_recommendations"], materialized["user_embeddings"]
     lists = "SELECT user_id, rank, movie_id, score FROM batch_recommendations WHERE as_of_batch = $a ORDER BY user_id, rank"
     with replay.features_db() as db:
         rated_on_day = set(db.query("SELECT DISTINCT user_id FROM training_examples WHERE batch = 1")["user_id"])
         before, after = db.query(lists, {"a": 0}), db.query(lists, {"a": 1})
+        # The embeddings too: only the day's users embedded again, the others' vectors copied.
+        version = registry.champion(db).version
+        ids_before, vectors_before = serving_store.read_embeddings(db, "user", version, 0)
+        ids_after, vectors_after = serving_store.read_embeddings(db, "user", version, 1)
+        assert embedded["users_embedded"].value == len(rated_on_day)
+        assert embedded["users_carried"].value == len(set(ids_before) - rated_on_day) > 0
+        assert embedded["dagster/row_count"].value == len(ids_after) == len(set(ids_before) | rated_on_day)
+        kept = ~np.isin(ids_before, list(rated_on_day))
+        assert np.array_equal(vectors_after[np.isin(ids_after, ids_before[kept])], vectors_before[kept])
         assert second["carried_from"].text == CALENDAR.partition_of(0)
         assert second["users_ranked"].value == len(rated_on_day) > 0
         assert second["users_carried"].value == before["user_id"].n_unique() - len(rated_on_day & set(before["user_id"])) > 0
@@ -306,6 +318,23 @@ def test_without_a_promotion_only_the_users_who_rated_are_ranked_again(archive, 
         users = dict(users.iter_rows())
         assert users["catalog"] <= 10 < users["rated"]
         db.execute("DELETE FROM serving_sets WHERE as_of_batch = 0")
+        # Everyone embedded again: the day's users get the vectors they got. The others' copied
+        # vectors miss only the global mean's move over the day (a user tower input): with the
+        # day before's mean, their state and ratings as of the day give exactly those vectors.
+        everyone = build_embeddings(db, replay.resources["serving"].settings(), 1, CALENDAR)
+        assert everyone["carried_from"] is None and everyone["users_embedded"] == len(ids_after)
+        ids_full, vectors_full = serving_store.read_embeddings(db, "user", version, 1)
+        assert np.array_equal(ids_full, ids_after)
+        today = np.isin(ids_after, list(rated_on_day))
+        assert np.allclose(vectors_full[today], vectors_after[today], atol=1e-6)
+        champion = registry.champion(db)
+        config, movie_factors = config_of(champion), load_factors(champion)
+        users_now, _, _ = state_as_of(db, 1, CALENDAR)
+        _, _, mean_before = state_as_of(db, 0, CALENDAR, users=False)
+        carried = user_features(users_now.filter(pl.col("user_id").is_in(ids_after[~today].tolist())).sort("user_id"), mean_before)
+        folded = factors.fold_in_latest(movie_factors, config.factor_settings(), rating_history(db, 1), carried["user_id"].to_numpy())
+        carried = factors.with_user_factors(carried, folded, config.factor_settings())
+        assert np.allclose(network.embed_users(load_version(champion), carried, config), vectors_after[~today], atol=1e-6)
         full = build_recommendations(db, replay.resources["serving"].settings(), 1, CALENDAR)
         assert full.carried_from is None and full.users_ranked == after["user_id"].n_unique()
         recomputed = db.query(lists, {"a": 1}).filter(pl.col("user_id").is_in(list(rated_on_day)))
