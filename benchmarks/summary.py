@@ -152,17 +152,26 @@ def table() -> str:
             f"| the same, a day on which either stage's champion changed (everyone ranked again) | "
             f"{day(d, 'champion_changed')} | {day(p, 'champion_changed')} | |"
         )
-        lines.append(
-            f"| the same: bootstrap; weekly retrain per million examples seen; peak RSS | {d['bootstrap_s']:.0f} s; "
-            f"{d['weekly_retrain_s_per_million_examples_seen'] or float('nan'):.1f} s; {d['peak_rss_mib'] / 1024:.1f} GiB | "
-            + (f"{p['bootstrap_s']:.0f} s; {p['peak_rss_mib'] / 1024:.1f} GiB" if p else "")
-            + " | |"
-        )
+        def overall(r: dict | None) -> str:
+            if not r:
+                return ""
+            retrain = r["weekly_retrain_s_per_million_examples_seen"]
+            return f"{r['bootstrap_s']:.0f} s; " + (f"{retrain:.1f} s" if retrain else "no retrain replayed") + f"; {r['peak_rss_mib'] / 1024:.1f} GiB"
+
+        def projected(r: dict | None) -> str:
+            if not r:
+                return ""
+            proj = r["projection"]
+            return (
+                f"{proj['total_hours']:.1f} h (days {proj['days_s'] / 3600:.1f} h, retrains {proj['weekly_retrains_s'] / 3600:.1f} h; "
+                f"champion changes on {r['champion_changed_share']:.0%} of {r['days']} days)"
+            )
+
+        lines.append(f"| the same: bootstrap; weekly retrain per million examples seen; peak RSS | {overall(d)} | {overall(p)} | |")
         proj = d["projection"]
         lines.append(
-            f"| the whole archive projected ({proj['archive_days']} days, champion changes on {d['champion_changed_share']:.0%} "
-            f"of them as measured, {proj['weekly_retrains']} weekly retrains) | {proj['total_hours']:.1f} h (days "
-            f"{proj['days_s'] / 3600:.1f} h, retrains {proj['weekly_retrains_s'] / 3600:.1f} h) | | < 2 h |"
+            f"| the whole archive projected ({proj['archive_days']} days at the measured mean day, {proj['weekly_retrains']} weekly "
+            f"retrains) | {projected(d)} | {projected(p)} | < 2 h |"
         )
     costs = load("factor_costs")
     if costs:
