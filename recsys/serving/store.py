@@ -139,19 +139,19 @@ def read_cold_start(store: Store, version: str, as_of_batch: int) -> pl.DataFram
     )
 
 
-def carry_recommendations(store: Store, version: str, from_batch: int, to_batch: int) -> tuple[int, int]:
-    """Copy the lists of set (`version`, `from_batch`) into set (`version`, `to_batch`) for the
-    users that set has no list for yet; returns (rows, users) copied."""
+def _carry(store: Store, table: str, columns: str, version: str, from_batch: int, to_batch: int) -> tuple[int, int]:
+    """Copy the rows of `table` in set (`version`, `from_batch`) into set (`version`, `to_batch`)
+    for the users that set has no rows for yet; returns (rows, users) copied."""
     params = {"version": version, "from": from_batch, "to": to_batch}
     # Counted on the target set before and after (a scan of one set by its index), so the
     # anti-join, the expensive part on PostgreSQL, runs once.
-    target = "SELECT count(*) AS rows, count(DISTINCT user_id) AS users FROM batch_recommendations WHERE model_version = $version AND as_of_batch = $to"
+    target = f"SELECT count(*) AS rows, count(DISTINCT user_id) AS users FROM {table} WHERE model_version = $version AND as_of_batch = $to"
     in_target = {"version": version, "to": to_batch}
     rows_before, users_before = store.query(target, in_target).row(0)
     store.execute(
-        "INSERT INTO batch_recommendations (model_version, as_of_batch, user_id, rank, movie_id, score) "
-        "SELECT model_version, $to, user_id, rank, movie_id, score FROM batch_recommendations AS earlier "
-        "WHERE model_version = $version AND as_of_batch = $from AND NOT EXISTS (SELECT 1 FROM batch_recommendations AS fresh "
+        f"INSERT INTO {table} (model_version, as_of_batch, user_id, {columns}) "
+        f"SELECT model_version, $to, user_id, {columns} FROM {table} AS earlier "
+        f"WHERE model_version = $version AND as_of_batch = $from AND NOT EXISTS (SELECT 1 FROM {table} AS fresh "
         "WHERE fresh.model_version = $version AND fresh.as_of_batch = $to AND fresh.user_id = earlier.user_id)",
         params,
     )
@@ -159,22 +159,16 @@ def carry_recommendations(store: Store, version: str, from_batch: int, to_batch:
     return int(rows_after - rows_before), int(users_after - users_before)
 
 
+def carry_recommendations(store: Store, version: str, from_batch: int, to_batch: int) -> tuple[int, int]:
+    """Copy the lists of set (`version`, `from_batch`) into set (`version`, `to_batch`) for the
+    users that set has no list for yet; returns (rows, users) copied."""
+    return _carry(store, "batch_recommendations", "rank, movie_id, score", version, from_batch, to_batch)
+
+
 def carry_user_embeddings(store: Store, version: str, from_batch: int, to_batch: int) -> int:
     """Copy the user embeddings of set (`version`, `from_batch`) into set (`version`, `to_batch`)
     for the users that set has none for yet; returns the users copied."""
-    params = {"version": version, "from": from_batch, "to": to_batch}
-    count = "SELECT count(*) FROM user_embeddings WHERE model_version = $version AND as_of_batch = $to"
-    in_target = {"version": version, "to": to_batch}
-    before = store.scalar(count, in_target)
-    store.execute(
-        "INSERT INTO user_embeddings (model_version, as_of_batch, user_id, embedding) "
-        "SELECT model_version, $to, user_id, embedding FROM user_embeddings AS earlier "
-        "WHERE model_version = $version AND as_of_batch = $from AND NOT EXISTS (SELECT 1 FROM user_embeddings AS fresh "
-        "WHERE fresh.model_version = $version AND fresh.as_of_batch = $to AND fresh.user_id = earlier.user_id)",
-        params,
-    )
-    after = store.scalar(count, in_target)
-    return int(after - before)
+    return _carry(store, "user_embeddings", "embedding", version, from_batch, to_batch)[1]
 
 
 def write_popularity(store: Store, as_of_batch: int, ranking: pl.DataFrame) -> int:
