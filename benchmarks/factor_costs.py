@@ -29,6 +29,7 @@ from benchmarks.common import WORK, write_result
 from recsys.calendar import Calendar
 from recsys.features.state import state_as_of
 from recsys.models import factors, registry
+from recsys.models.config import EMBEDDING_DIM
 from recsys.models.versions import config_of, load_factors, rating_history
 from recsys.serving import store as serving_store
 from recsys.serving.build import ServingSettings, build_embeddings
@@ -59,7 +60,7 @@ def embeddings_step(store: Path, last: int) -> dict:
             _, movies, global_mean = state_as_of(features, last - 1, calendar, users=False)
             set_before = serving_store.ServingSet(
                 model_version=champion.version, as_of_batch=last - 1, partition_key=calendar.partition_of(last - 1),
-                embedding_backend="array", embedding_dim=32, global_mean=global_mean, users=0, movies=movies.height,
+                embedding_backend=serving_store.ARRAY, embedding_dim=EMBEDDING_DIM, global_mean=global_mean, users=0, movies=movies.height,
                 recommendations_per_user=serving.recommendations_per_user, created_at=registry.now(), retrieval_version="",
             )  # fmt: skip
             serving_store.record_serving_set(features, set_before)
