@@ -45,10 +45,8 @@ def examples_view(examples: pl.DataFrame) -> pl.DataFrame:
         pl.min_horizontal(means).alias("ug_mean_min"),
         pl.max_horizontal(means).alias("ug_mean_max"),
         pl.min_horizontal(counts).alias("count_min"),
-        pl.max_horizontal(flags).alias("flag_max"),
-        pl.min_horizontal(flags).alias("flag_min"),
-        (pl.sum_horizontal(flags) + pl.col("m_no_genre")).alias("genre_flags"),
-        _non_finite(examples.schema, features).alias("non_finite"),
+        *_flag_summaries(flags),
+        _non_finite(examples.schema, features).cast(pl.Int64).alias("non_finite"),
     )
 
 
@@ -70,13 +68,21 @@ def profiles_view(users: pl.DataFrame) -> pl.DataFrame:
 
 def movie_features_view(features: pl.DataFrame) -> pl.DataFrame:
     flags = [f"mg_{s}" for s in GENRE_SLUGS]
-    return features.select(
-        "movie_id",
-        "m_year_z",
-        pl.max_horizontal(flags).alias("flag_max"),
-        pl.min_horizontal(flags).alias("flag_min"),
-        (pl.sum_horizontal(flags) + pl.col("m_no_genre")).alias("genre_flags"),
-    )
+    return features.select("movie_id", "m_year_z", *_flag_summaries(flags))
+
+
+def _flag_summaries(flags: list[str]) -> list[pl.Expr]:
+    """Per row: the largest and smallest genre flag and how many genres (or no-genre) are set.
+
+    As Int64: GX vectorizes a between-check only for int64 and float64 columns and calls a
+    Python function per value for any other dtype (the flags are Int8 or Int16), which cost
+    about 7 s of a 100-day backfill's validation.
+    """
+    return [
+        pl.max_horizontal(flags).cast(pl.Int64).alias("flag_max"),
+        pl.min_horizontal(flags).cast(pl.Int64).alias("flag_min"),
+        (pl.sum_horizontal(flags) + pl.col("m_no_genre")).cast(pl.Int64).alias("genre_flags"),
+    ]
 
 
 def feature_suites() -> list[SuiteSpec]:
