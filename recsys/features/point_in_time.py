@@ -26,9 +26,11 @@ m_count. Global state: the sum and count of all ratings.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from recsys.errors import RecsysError
@@ -141,7 +143,7 @@ def _movie_contributions() -> list[pl.Expr]:
 
 
 def _with_genres(ratings: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
-    return ratings.join(features.select("movie_id", *GENRE_FLAGS), on="movie_id", how="left").with_columns(
+    return ratings.join(features.select("movie_id", *GENRE_FLAGS), on="movie_id", how="left", maintain_order="left").with_columns(
         pl.col(GENRE_FLAGS).fill_null(0)
     )
 
@@ -174,7 +176,6 @@ def _before_each_block(
 
 
 def _before_each_second(
-    frame: pl.DataFrame,
     rated: pl.DataFrame,
     carried: pl.DataFrame,
     key: str,
@@ -182,39 +183,58 @@ def _before_each_second(
     state_before: pl.DataFrame,
     columns: list[str],
 ) -> pl.DataFrame:
-    """Attach to every rating of `frame` its key's state just before the rating's second
-    (`rated`: the same rows with what the contributions read, e.g. genre flags).
+    """For every row of `rated` (ratings with what the contributions read, e.g. genre flags), in
+    its row order: its key's state just before the rating's second.
 
-    That is the state before the range, plus the range's ratings of earlier seconds (one
-    cumulative sum per key over its seconds, minus the second's own), minus `carried`: ratings
-    already in the state before the range whose timestamp is not earlier (in a replay, those of
-    the previous day that share the day's first second).
+    That is the state before the range, less `carried` (ratings already in that state whose
+    timestamp is not earlier: in a replay, those of the previous day that share the day's first
+    second), plus the range's and the carried ratings of earlier seconds. One pass over the
+    ratings sorted by (key, timestamp): a running sum, taken at the first row of each second and
+    less its value at the key's first row, is the key's sum over earlier seconds.
+
+    The sums run in numpy, one column at a time: at 5M ratings and 40 user columns this is 1.6 GB
+    a copy, and Polars' per-second group-by, windowed cumulative sums and joins made several.
     """
-    per_second = _deltas(rated, [key, "timestamp"], contributions, columns).sort(key, "timestamp")
-    earlier = per_second.with_columns((pl.col(c).cum_sum().over(key) - pl.col(c)).alias(c) for c in columns)
-    frame = frame.join(earlier, on=[key, "timestamp"], how="left", maintain_order="left")
-    start = state_before.select(key, *[pl.col(c).alias(f"{c}__start") for c in columns])
-    frame = frame.join(start, on=key, how="left", maintain_order="left")
-    if carried.height:
-        # For each second t: the carried ratings of the key at t or later (a suffix sum).
-        later = (
-            _deltas(carried, [key, "timestamp"], contributions, columns)
-            .sort(key, "timestamp", descending=[False, True])
-            .with_columns(pl.col(c).cum_sum().over(key).alias(f"{c}__carried") for c in columns)
-            .drop(columns)
-            .sort("timestamp")
-        )
-        frame = (
-            frame.sort("timestamp")
-            .join_asof(later, on="timestamp", by=key, strategy="forward", check_sortedness=False)
-            .sort("seq")
-        )
-    else:
-        frame = frame.with_columns(pl.lit(0).alias(f"{c}__carried") for c in columns)
-    return frame.with_columns(
-        (pl.col(c).fill_null(0) + pl.col(f"{c}__start").fill_null(0) - pl.col(f"{c}__carried").fill_null(0)).alias(c)
-        for c in columns
-    ).drop([f"{c}__start" for c in columns] + [f"{c}__carried" for c in columns])
+    n = rated.height
+    stream = pl.concat([rated.select(key, "timestamp", "rating", *GENRE_FLAGS), carried.select(key, "timestamp", "rating", *GENRE_FLAGS)])
+    order = stream.select(pl.arg_sort_by(key, "timestamp")).to_series().to_numpy()
+    keys = stream[key].to_numpy()[order]
+    seconds = stream["timestamp"].to_numpy()[order]
+    new_key = np.ones(len(keys), dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=new_key[1:])
+    new_second = new_key.copy()
+    new_second[1:] |= seconds[1:] != seconds[:-1]
+    rows = np.arange(len(keys))
+    key_start = np.maximum.accumulate(np.where(new_key, rows, 0))
+    second_start = np.maximum.accumulate(np.where(new_second, rows, 0))
+    # Each key's state before the range, less its carried ratings, in sorted key order.
+    carried_totals = _deltas(carried, [key], contributions, columns)
+    base = (
+        pl.DataFrame({key: keys[new_key]})
+        .join(state_before.select(key, *columns), on=key, how="left", maintain_order="left")
+        .join(carried_totals, on=key, how="left", suffix="__carried", maintain_order="left")
+        .select((pl.col(c).fill_null(0) - pl.col(f"{c}__carried").fill_null(0)).alias(c) for c in columns)
+    )
+    key_index = np.cumsum(new_key) - 1
+    sorted_values = stream[order].select(contributions).select(columns)
+    # Sorted positions of `rated`'s rows (the carried ones are dropped) and where each goes back.
+    from_rated = order < n
+    destination = order[from_rated] if len(order) > n else order
+
+    def before(column: str) -> np.ndarray:
+        values = sorted_values[column].to_numpy()
+        running = np.cumsum(values)
+        running -= values  # everything before the row, all keys
+        state = running[second_start]
+        state -= running[key_start]
+        state += base[column].to_numpy()[key_index]
+        out = np.empty(n, dtype=state.dtype)
+        out[destination] = state[from_rated] if len(order) > n else state
+        return out
+
+    # numpy releases the GIL in these loops: two threads use both cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return pl.DataFrame(dict(zip(columns, pool.map(before, columns))))
 
 
 def _mean(total: str, count: str, otherwise: pl.Expr) -> pl.Expr:
@@ -243,17 +263,19 @@ def build_examples(
     """
     if feature_time not in FEATURE_TIMES:
         raise RecsysError(f"Feature time must be one of {', '.join(FEATURE_TIMES)}, got {feature_time!r}.")
+    ratings = ratings.sort("seq")
     rated = _with_genres(ratings, features)
     user_columns, movie_columns = USER_STATE_COLUMNS[1:], MOVIE_STATE_COLUMNS[1:]
     user_deltas = _deltas(rated, ["block", "user_id"], _user_contributions(), user_columns)
     movie_deltas = _deltas(ratings, ["block", "movie_id"], _movie_contributions(), movie_columns)
     if feature_time == "event":
         earlier = _with_genres(carried if carried is not None else ratings.clear().select(RATING_COLUMNS), features)
-        frame = _before_each_second(ratings, rated, earlier, "user_id", _user_contributions(), users_before, user_columns)
-        frame = _before_each_second(frame, ratings, earlier, "movie_id", _movie_contributions(), movies_before, movie_columns)
+        users = _before_each_second(rated, earlier, "user_id", _user_contributions(), users_before, user_columns)
+        movies = _before_each_second(rated, earlier, "movie_id", _movie_contributions(), movies_before, movie_columns)
+        frame = pl.concat([ratings, users, movies], how="horizontal")
     else:
         frame = _before_each_block(ratings, user_deltas, "user_id", users_before, user_columns)
-        frame = _before_each_block(frame, movie_deltas, "movie_id", movies_before, movie_columns)
+        frame = _before_each_block(frame, movie_deltas, "movie_id", movies_before, movie_columns).sort("seq")
 
     per_block = (
         ratings.group_by("block")
@@ -266,8 +288,8 @@ def build_examples(
     )
     global_mean = _mean("g_sum_before", "g_count_before", pl.lit(PRIOR_RATING))
     examples = (
-        frame.join(per_block.select("block", global_mean.alias("global_mean")), on="block", how="left")
-        .join(features, on="movie_id", how="left")
+        frame.join(per_block.select("block", global_mean.alias("global_mean")), on="block", how="left", maintain_order="left")
+        .join(features, on="movie_id", how="left", maintain_order="left")
         .with_columns(
             u_mean=_mean("u_sum", "u_count", pl.lit(0.0)),
             m_mean=_mean("m_sum", "m_count", pl.col("global_mean")),
@@ -281,7 +303,6 @@ def build_examples(
             pl.col("m_year_known").fill_null(0),
         )
         .select(EXAMPLE_COLUMNS)
-        .sort("seq")
     )
     users_after = _add_totals(users_before, user_deltas, "user_id", user_columns)
     movies_after = _add_totals(movies_before, movie_deltas, "movie_id", movie_columns)
