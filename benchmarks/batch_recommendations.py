@@ -119,7 +119,7 @@ def main() -> None:
         with timed() as carry:
             with db.transaction():
                 serving_store.write_recommendations(db, "bench", 1, fresh)
-                carried_rows, carried_users = serving_store.carry_recommendations(db, "bench", 0, 1)
+                carried_users = serving_store.carry_recommendations(db, "bench", 0, 1)
     assert carried_users == USERS - DAY_USERS
     seconds_all = index["wall_s"] + search["wall_s"]
     write_result(
@@ -143,8 +143,8 @@ def main() -> None:
                 "largest_score_gap_where_different": tie_gap,
             },
             "hnsw": hnsw,
-            "day_without_promotion": {"users_ranked": DAY_USERS, "search": day, "carry": {**carry, "rows": carried_rows}},
-            "write": {**write, "rows": lists.height, "store": args.store},
+            "day_without_promotion": {"users_ranked": DAY_USERS, "search": day, "carry": {**carry, "lists": carried_users}},
+            "write": {**write, "rows": lists.height, "lists": USERS, "store": args.store},
             "compute_wall_s": round(seconds_all, 3),
             "users_per_s": round(USERS / seconds_all),
             "target_s": 120,

@@ -119,7 +119,7 @@ def table() -> str:
         lines.append(
             f"| batch recommendations, everyone ranked: top-{d['n']} unrated of {d['movies']:,} movies for {d['users']:,} users "
             f"({d['rated_pairs'] / 1e6:.0f}M rated pairs excluded), faiss exact search | {d['compute_wall_s']:.0f} s "
-            f"({d['users_per_s']:,} users/s), + {d['write']['wall_s']:.1f} s to store {d['write']['rows'] / 1e6:.0f}M rows | "
+            f"({d['users_per_s']:,} users/s), + {d['write']['wall_s']:.1f} s to store {d['write']['rows'] / 1e6:.0f}M recommendations ({d['write']['lists']:,} lists) | "
             f"{p['compute_wall_s']:.0f} s, + {p['write']['wall_s']:.1f} s to store | < 120 s |"
         )
         lines.append(
@@ -130,7 +130,7 @@ def table() -> str:
         dd, pd = d["day_without_promotion"], p["day_without_promotion"]
         lines.append(
             f"| a day without a promotion: {dd['users_ranked']:,} users who rated ranked, the other lists carried "
-            f"({dd['carry']['rows'] / 1e6:.0f}M rows copied in the store) | {dd['search']['wall_s']:.1f} s + {dd['carry']['wall_s']:.1f} s "
+            f"({dd['carry']['lists']:,} lists copied in the store) | {dd['search']['wall_s']:.1f} s + {dd['carry']['wall_s']:.1f} s "
             f"| {pd['search']['wall_s']:.1f} s + {pd['carry']['wall_s']:.1f} s | |"
         )
     shapes = {s: load(f"full_shape_{s}") for s in ("duckdb", "postgres")}

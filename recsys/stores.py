@@ -104,11 +104,21 @@ class Store(ABC):
         return frame.item(0, 0) if frame.height else None
 
     def apply_schema(self, name: str) -> None:
-        """Run `sql/<name>.sql`, then `sql/<name>.<dialect>.sql` where a dialect needs extras."""
+        """Run `sql/<name>.sql`, then `sql/<name>.<dialect>.sql` where a dialect needs extras, then
+        `sql/<name>.upgrade.sql` when the store still holds a layout it replaces: its first line,
+        `-- when: <query>`, counts what there is to upgrade, and it runs in one transaction."""
         for path in (SQL_DIR / f"{name}.sql", SQL_DIR / f"{name}.{self.dialect}.sql"):
             if path.exists():
                 for statement in split_statements(path.read_text()):
                     self.execute(statement)
+        upgrade = SQL_DIR / f"{name}.upgrade.sql"
+        if upgrade.exists():
+            script = upgrade.read_text()
+            condition = script.splitlines()[0].removeprefix("-- when:")
+            if self.scalar(condition):
+                with self.transaction():
+                    for statement in split_statements(script):
+                        self.execute(statement)
 
     def run_file(self, name: str, params: Params = None, *, fill: dict[str, object] | None = None) -> None:
         """Run the statements of `sql/<name>.sql` in order (no schema variants), with each
@@ -307,7 +317,7 @@ class PostgresStore(Store):
                         copy.write(_binary_tuples(chunk))
                 if copy is not None:
                     copy.write(_BINARY_TRAILER)
-            other_rows = pl.concat(others) if others else pl.DataFrame()
+            other_rows = _with_array_literals(pl.concat(others)) if others else pl.DataFrame()
             if other_rows.height:
                 statement = f"COPY {table} ({', '.join(other_rows.columns)}) FROM STDIN (FORMAT csv)"
                 with cursor.copy(statement) as csv_copy:
@@ -334,6 +344,16 @@ class PostgresStore(Store):
 _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _BINARY_TRAILER = b"\xff\xff"
 _BINARY_TYPES = {pl.Int64: ">i8", pl.Int32: ">i4", pl.Int16: ">i2", pl.Float64: ">f8", pl.Float32: ">f4"}
+
+
+def _with_array_literals(frame: pl.DataFrame) -> pl.DataFrame:
+    """List columns as PostgreSQL array literals ({1,2,3}), which COPY's CSV input parses into
+    the column's array type (CSV has no nested values)."""
+    lists = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.List)]
+    return frame.with_columns(
+        pl.concat_str(pl.lit("{"), pl.col(name).cast(pl.List(pl.String)).list.join(","), pl.lit("}")).alias(name)
+        for name in lists
+    )
 
 
 def _split_for_binary_copy(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:

@@ -151,7 +151,7 @@ def load_snapshot(settings: Settings) -> Snapshot:
         if version is None:
             raise RecsysError(f"Serving set {entry.model_version} names a model the registry does not hold.")
         recs = features.query(
-            "SELECT user_id, movie_id, score FROM batch_recommendations WHERE model_version = $version "
+            "SELECT user_id, movie_id, score FROM recommendation_rows WHERE model_version = $version "
             "AND as_of_batch = $as_of ORDER BY user_id, rank",
             {"version": entry.model_version, "as_of": entry.as_of_batch},
         )

@@ -153,7 +153,7 @@ def definitions(calendar: Calendar) -> Definitions:
             entry = built.entry
             already_rated = rated_recommendations(features, entry.model_version, as_of)
             sample = features.query(
-                "SELECT user_id, rank, movie_id, score FROM batch_recommendations WHERE model_version = $version "
+                "SELECT user_id, rank, movie_id, score FROM recommendation_rows WHERE model_version = $version "
                 "AND as_of_batch = $as_of ORDER BY user_id, rank LIMIT 10",
                 {"version": entry.model_version, "as_of": as_of},
             )
@@ -162,7 +162,7 @@ def definitions(calendar: Calendar) -> Definitions:
                 "model_version": entry.model_version,
                 "users": entry.users,
                 "movies": entry.movies,
-                "dagster/row_count": built.rows,
+                "dagster/row_count": entry.users,  # one list per user
                 "users_ranked": built.users_ranked,
                 "users_carried": built.users_carried,
                 "carried_from": calendar.label(built.carried_from) if built.carried_from is not None else "none: everyone ranked",

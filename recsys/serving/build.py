@@ -129,7 +129,6 @@ def build_popularity(lake: Store, features: Store, serving: ServingSettings, as_
 @dataclass(frozen=True)
 class RecommendationsBuilt:
     entry: serving_store.ServingSet
-    rows: int  # lists' rows in the set
     users_ranked: int  # users whose lists were computed now
     users_carried: int  # users whose lists were copied from the previous set
     carried_from: int | None  # the batch of that set; None when every list was computed
@@ -199,9 +198,7 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
     with features.transaction():
         serving_store.write_recommendations(features, champion.version, as_of, recommendations)
         serving_store.write_cold_start(features, champion.version, as_of, cold_start)
-        carried_rows, users_carried = (
-            (0, 0) if carried_from is None else serving_store.carry_recommendations(features, champion.version, carried_from, as_of)
-        )
+        users_carried = 0 if carried_from is None else serving_store.carry_recommendations(features, champion.version, carried_from, as_of)
         entry = serving_store.ServingSet(
             model_version=champion.version,
             as_of_batch=as_of,
@@ -216,16 +213,14 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
             retrieval_version=retriever.version,
         )
         serving_store.record_serving_set(features, entry)
-    return RecommendationsBuilt(
-        entry, recommendations.height + carried_rows, len(user_ids), users_carried, carried_from, time.perf_counter() - started
-    )
+    return RecommendationsBuilt(entry, len(user_ids), users_carried, carried_from, time.perf_counter() - started)
 
 
 def rated_recommendations(features: Store, version: str, as_of: int) -> int:
     """How many stored recommendations of a set are movies their user had already rated (should be 0)."""
     return int(
         features.scalar(
-            "SELECT count(*) FROM batch_recommendations AS r JOIN training_examples AS t "
+            "SELECT count(*) FROM recommendation_rows AS r JOIN training_examples AS t "
             "ON t.user_id = r.user_id AND t.movie_id = r.movie_id AND t.batch <= $as_of "
             "WHERE r.model_version = $version AND r.as_of_batch = $as_of",
             {"version": version, "as_of": as_of},

@@ -111,25 +111,29 @@ def similar_movies(store: Store, version: str, as_of_batch: int, movie_id: int, 
 
 
 def write_recommendations(store: Store, version: str, as_of_batch: int, recommendations: pl.DataFrame) -> int:
-    """Replace the recommendations of `version` as of `as_of_batch` with (user_id, rank, movie_id, score) rows."""
-    return _replace_lists(store, "batch_recommendations", version, as_of_batch, recommendations.select("user_id", "rank", "movie_id", "score"))
+    """Replace the recommendations of `version` as of `as_of_batch` with (user_id, rank, movie_id,
+    score) rows, stored as one list per user; returns the users written."""
+    lists = (
+        recommendations.sort("user_id", "rank")
+        .group_by("user_id", maintain_order=True)
+        .agg(pl.col("movie_id").cast(pl.Int64).alias("movie_ids"), pl.col("score").cast(pl.Float32).alias("scores"))
+    )
+    frame = lists.select(
+        pl.lit(version).alias("model_version"), pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch"), pl.all()
+    )
+    return store.replace("recommendation_lists", _SET, {"version": version, "as_of": as_of_batch}, frame)
 
 
 def write_cold_start(store: Store, version: str, as_of_batch: int, recommendations: pl.DataFrame) -> int:
     """Replace the cold-start list of set (`version`, `as_of_batch`) with (rank, movie_id, score) rows."""
-    return _replace_lists(store, "cold_start_recommendations", version, as_of_batch, recommendations.select("rank", "movie_id", "score"))
-
-
-_LIST_TYPES = {"user_id": pl.Int64, "rank": pl.Int16, "movie_id": pl.Int64, "score": pl.Float32}
-
-
-def _replace_lists(store: Store, table: str, version: str, as_of_batch: int, rows: pl.DataFrame) -> int:
-    frame = rows.select(
+    frame = recommendations.select(
         pl.lit(version).alias("model_version"),
         pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch"),
-        *(pl.col(name).cast(_LIST_TYPES[name]) for name in rows.columns),
+        pl.col("rank").cast(pl.Int16),
+        pl.col("movie_id").cast(pl.Int64),
+        pl.col("score").cast(pl.Float32),
     )
-    return store.replace(table, _SET, {"version": version, "as_of": as_of_batch}, frame)
+    return store.replace("cold_start_recommendations", _SET, {"version": version, "as_of": as_of_batch}, frame)
 
 
 def read_cold_start(store: Store, version: str, as_of_batch: int) -> pl.DataFrame:
@@ -139,15 +143,15 @@ def read_cold_start(store: Store, version: str, as_of_batch: int) -> pl.DataFram
     )
 
 
-def _carry(store: Store, table: str, columns: str, version: str, from_batch: int, to_batch: int) -> tuple[int, int]:
-    """Copy the rows of `table` in set (`version`, `from_batch`) into set (`version`, `to_batch`)
-    for the users that set has no rows for yet; returns (rows, users) copied."""
+def _carry(store: Store, table: str, columns: str, version: str, from_batch: int, to_batch: int) -> int:
+    """Copy the rows of `table` (one per user) in set (`version`, `from_batch`) into set
+    (`version`, `to_batch`) for the users that set has no row for yet; returns the users copied."""
     params = {"version": version, "from": from_batch, "to": to_batch}
     # Counted on the target set before and after (a scan of one set by its index), so the
     # anti-join, the expensive part on PostgreSQL, runs once.
-    target = f"SELECT count(*) AS rows, count(DISTINCT user_id) AS users FROM {table} WHERE model_version = $version AND as_of_batch = $to"
+    target = f"SELECT count(*) FROM {table} WHERE model_version = $version AND as_of_batch = $to"
     in_target = {"version": version, "to": to_batch}
-    rows_before, users_before = store.query(target, in_target).row(0)
+    before = store.scalar(target, in_target)
     store.execute(
         f"INSERT INTO {table} (model_version, as_of_batch, user_id, {columns}) "
         f"SELECT model_version, $to, user_id, {columns} FROM {table} AS earlier "
@@ -155,20 +159,19 @@ def _carry(store: Store, table: str, columns: str, version: str, from_batch: int
         "WHERE fresh.model_version = $version AND fresh.as_of_batch = $to AND fresh.user_id = earlier.user_id)",
         params,
     )
-    rows_after, users_after = store.query(target, in_target).row(0)
-    return int(rows_after - rows_before), int(users_after - users_before)
+    return int(store.scalar(target, in_target) - before)
 
 
-def carry_recommendations(store: Store, version: str, from_batch: int, to_batch: int) -> tuple[int, int]:
+def carry_recommendations(store: Store, version: str, from_batch: int, to_batch: int) -> int:
     """Copy the lists of set (`version`, `from_batch`) into set (`version`, `to_batch`) for the
-    users that set has no list for yet; returns (rows, users) copied."""
-    return _carry(store, "batch_recommendations", "rank, movie_id, score", version, from_batch, to_batch)
+    users that set has no list for yet; returns the users copied."""
+    return _carry(store, "recommendation_lists", "movie_ids, scores", version, from_batch, to_batch)
 
 
 def carry_user_embeddings(store: Store, version: str, from_batch: int, to_batch: int) -> int:
     """Copy the user embeddings of set (`version`, `from_batch`) into set (`version`, `to_batch`)
     for the users that set has none for yet; returns the users copied."""
-    return _carry(store, "user_embeddings", "embedding", version, from_batch, to_batch)[1]
+    return _carry(store, "user_embeddings", "embedding", version, from_batch, to_batch)
 
 
 def write_popularity(store: Store, as_of_batch: int, ranking: pl.DataFrame) -> int:
@@ -213,7 +216,7 @@ def record_serving_set(store: Store, entry: ServingSet) -> None:
             "(SELECT model_version, as_of_batch FROM serving_sets ORDER BY created_at DESC, as_of_batch DESC LIMIT $keep)",
             {"keep": KEEP_SETS},
         )
-        for table in ("batch_recommendations", "cold_start_recommendations", "user_embeddings", "movie_embeddings"):
+        for table in ("recommendation_lists", "cold_start_recommendations", "user_embeddings", "movie_embeddings"):
             store.execute(
                 f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
                 "WHERE s.model_version = t.model_version AND s.as_of_batch = t.as_of_batch)"

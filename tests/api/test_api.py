@@ -142,9 +142,9 @@ def test_recommendations_for_a_known_user_are_the_precomputed_unrated_movies(ser
     server, replay = served
     with replay.features_db() as db, open_store(replay.urls["lake"]) as lake:
         current = serving_store.latest_serving_set(db)
-        user = int(db.scalar("SELECT min(user_id) FROM batch_recommendations WHERE as_of_batch = $a", {"a": current.as_of_batch}))
+        user = int(db.scalar("SELECT min(user_id) FROM recommendation_rows WHERE as_of_batch = $a", {"a": current.as_of_batch}))
         stored = db.query(
-            "SELECT movie_id, score FROM batch_recommendations WHERE model_version = $v AND as_of_batch = $a AND user_id = $u ORDER BY rank",
+            "SELECT movie_id, score FROM recommendation_rows WHERE model_version = $v AND as_of_batch = $a AND user_id = $u ORDER BY rank",
             {"v": current.model_version, "a": current.as_of_batch, "u": user},
         )
         rated = set(lake.query("SELECT movie_id FROM lake_ratings WHERE user_id = $u", {"u": user})["movie_id"])
@@ -181,7 +181,7 @@ def test_a_users_profile_is_their_ratings_per_genre_in_the_lake(served):
     expected = Expected(replay)
     counts = expected.ratings.group_by("user_id").len().sort(["len", "user_id"], descending=[True, False])
     with replay.features_db() as db:
-        recommended = set(db.query("SELECT user_id FROM batch_recommendations WHERE as_of_batch = $a", {"a": expected.serving.as_of_batch})["user_id"])
+        recommended = set(db.query("SELECT user_id FROM recommendation_rows WHERE as_of_batch = $a", {"a": expected.serving.as_of_batch})["user_id"])
     # The most active user (many genres, so ties in counts, ordered by name) and the least active one.
     for user_id in (counts["user_id"][0], counts["user_id"][-1]):
         ratings, _ = expected.user_history(user_id)
@@ -307,7 +307,7 @@ def test_health_and_stats_are_the_stores_figures(served):
     )  # fmt: skip
     with replay.features_db() as db:
         recommendations = db.query(
-            "SELECT user_id, count(*) AS n FROM batch_recommendations WHERE model_version = $v AND as_of_batch = $a GROUP BY user_id",
+            "SELECT user_id, count(*) AS n FROM recommendation_rows WHERE model_version = $v AND as_of_batch = $a GROUP BY user_id",
             {"v": current.model_version, "a": current.as_of_batch},
         )
         popular = db.scalar("SELECT count(*) FROM popular_movies")
@@ -394,7 +394,7 @@ def test_the_api_answers_from_postgresql(pg_base, archive, tmp_path, start_serve
     server = start_server(pg_base)
     assert server.client.get("/health").json()["store"].startswith("postgresql://")
     with replay.features_db() as db:
-        user = int(db.scalar("SELECT min(user_id) FROM batch_recommendations"))
+        user = int(db.scalar("SELECT min(user_id) FROM recommendation_rows"))
     assert server.client.get(f"/recommendations/{user}").json()["source"] == "model"
     assert server.client.get(f"/recommendations/{COLD_USER}").json()["source"] == "cold_start"
     expect_error(server.client.get("/recommendations/1?n=0"), 422, "query parameter n")

@@ -83,7 +83,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         champion = registry.champion(db)
         assert (served.model_version, served.as_of_batch, served.embedding_backend) == (champion.version, last, layout)
         recs = db.query(
-            "SELECT user_id, rank, movie_id, score FROM batch_recommendations WHERE model_version = $v AND as_of_batch = $a",
+            "SELECT user_id, rank, movie_id, score FROM recommendation_rows WHERE model_version = $v AND as_of_batch = $a",
             {"v": served.model_version, "a": last},
         )
         # Checked against the lake, not against the feature store the recommendations came from.
@@ -147,7 +147,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         # Two serving sets are kept (the one in service and the one before); older rows are gone.
         sets = db.query("SELECT model_version, as_of_batch FROM serving_sets ORDER BY as_of_batch")
         assert sets["as_of_batch"].to_list() == [last - 1, last]
-        for table in ("user_embeddings", "movie_embeddings", "batch_recommendations"):
+        for table in ("user_embeddings", "movie_embeddings", "recommendation_lists"):
             kept = db.query(f"SELECT DISTINCT model_version, as_of_batch FROM {table} ORDER BY as_of_batch")
             assert kept.equals(sets), table
 
@@ -177,7 +177,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         # Test-then-train ranks what was served: the day's catalog figures for users with history
         # are those of the recommendations stored the evening before.
         served_before = db.query(
-            "SELECT user_id, rank, movie_id FROM batch_recommendations WHERE as_of_batch = $a", {"a": last - 1}
+            "SELECT user_id, rank, movie_id FROM recommendation_rows WHERE as_of_batch = $a", {"a": last - 1}
         )
         with open_store(replay.urls["lake"]) as lake:
             day = lake.query("SELECT user_id, movie_id, rating FROM lake_ratings WHERE batch = $b", {"b": last})
@@ -223,8 +223,8 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         assert rated_recommendations(db, served.model_version, last) == 0
         user, movie = db.query("SELECT user_id, movie_id FROM training_examples WHERE batch = $b LIMIT 1", {"b": last}).row(0)
         db.execute(
-            "INSERT INTO batch_recommendations (model_version, as_of_batch, user_id, rank, movie_id, score) "
-            "VALUES ($v, $a, $u, 99, $m, 5.0)",
+            "INSERT INTO recommendation_lists (model_version, as_of_batch, user_id, movie_ids, scores) "
+            "VALUES ($v, $a, $u, ARRAY[$m], CAST(ARRAY[5.0] AS REAL[]))",
             {"v": served.model_version, "a": last, "u": user, "m": movie},
         )
         assert rated_recommendations(db, served.model_version, last) == 1
@@ -295,7 +295,7 @@ def test_without_a_promotion_only_the_users_who_rated_are_ranked_again(archive, 
     replay.day(0)
     materialized = metadata_of(replay.day(1))
     second, embedded = materialized["batch_recommendations"], materialized["user_embeddings"]
-    lists = "SELECT user_id, rank, movie_id, score FROM batch_recommendations WHERE as_of_batch = $a ORDER BY user_id, rank"
+    lists = "SELECT user_id, rank, movie_id, score FROM recommendation_rows WHERE as_of_batch = $a ORDER BY user_id, rank"
     with replay.features_db() as db:
         rated_on_day = set(db.query("SELECT DISTINCT user_id FROM training_examples WHERE batch = 1")["user_id"])
         before, after = db.query(lists, {"a": 0}), db.query(lists, {"a": 1})
