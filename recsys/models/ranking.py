@@ -43,11 +43,16 @@ def popularity(ratings: pl.DataFrame, min_ratings: int, order: PopularityOrder =
     Ties go to the other criterion, then the lower id, so the ranking is deterministic.
     Returns movie_id, rank (1 = best), mean_rating, ratings.
     """
+    counts = ratings.group_by("movie_id").agg(pl.col("rating").mean().alias("mean_rating"), pl.len().cast(pl.Int64).alias("ratings"))
+    return rank_popularity(counts, min_ratings, order)
+
+
+def rank_popularity(counts: pl.DataFrame, min_ratings: int, order: PopularityOrder = "count") -> pl.DataFrame:
+    """`popularity` from per-movie aggregates already made (movie_id, mean_rating, ratings), e.g.
+    by the store that holds the ratings."""
     keys = ["ratings", "mean_rating"] if order == "count" else ["mean_rating", "ratings"]
     return (
-        ratings.group_by("movie_id")
-        .agg(pl.col("rating").mean().alias("mean_rating"), pl.len().cast(pl.Int64).alias("ratings"))
-        .filter(pl.col("ratings") >= min_ratings)
+        counts.filter(pl.col("ratings") >= min_ratings)
         .sort([*keys, "movie_id"], descending=[True, True, False])
         .with_row_index("rank", offset=1)
         .select("movie_id", pl.col("rank").cast(pl.Int32), "mean_rating", "ratings")
