@@ -91,6 +91,10 @@ class Store(ABC):
         """Delete every row of `table`, inside the caller's transaction."""
         self.execute(f"DELETE FROM {table}")
 
+    def analyze(self, *tables: str) -> None:
+        """Refresh the planner's statistics of `tables` after a bulk load. DuckDB keeps its own as it
+        writes; PostgreSQL's (`PostgresStore`) wait for autovacuum, which may be off or not yet run."""
+
     @abstractmethod
     def transaction(self) -> Any:
         """Context manager: everything inside commits together or not at all."""
@@ -325,6 +329,13 @@ class PostgresStore(Store):
                     for chunk in other_rows.iter_slices(250_000):
                         csv_copy.write(chunk.write_csv(include_header=False))
         return rows
+
+    def analyze(self, *tables: str) -> None:
+        # Without this, after the bootstrap's 5M examples the planner still took training_examples
+        # for a small table and sorted the drift check's window of it instead of scanning its
+        # index: 4.3 s on each of the first days, 0.6 s with statistics.
+        for table in tables:
+            self.execute(f"ANALYZE {table}")
 
     def clear(self, table: str) -> None:
         # TRUNCATE leaves no dead row versions behind (a DELETE of 32M rows leaves 32M for VACUUM),

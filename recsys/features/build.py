@@ -99,6 +99,7 @@ def build_bootstrap(lake: Store, features: Store, block_rows: int, feature_time:
         features.insert("movie_deltas", built.movies_after.select(batch, pl.all()))
         features.insert("training_examples", built.examples)
         write_state(features, BOOTSTRAP_BATCH, built.global_sum, built.global_count)
+    features.analyze("user_state", "movie_state", "user_deltas", "movie_deltas", "training_examples")
     return built.examples
 
 

@@ -112,6 +112,8 @@ def clean_batch(batch: int, raw: Store, lake: Store, info: ArchiveInfo, calendar
         lake.replace("lake_ratings", where, {"batch": batch}, cleaned.clean)
         lake.replace("lake_rejects", where, {"batch": batch}, cleaned.rejects)
         lake.replace("lake_batches", where, {"batch": batch}, accounting)
+    if batch == BOOTSTRAP_BATCH:  # a bulk load: millions of rows where there were none
+        lake.analyze("lake_ratings", "lake_rejects")
     processed = pl.DataFrame({"batch": [batch], "processed_at": [now]}, schema={"batch": pl.Int32, "processed_at": pl.Datetime})
     raw.replace("raw_processed", where, {"batch": batch}, processed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+from polars.testing import assert_frame_equal
 import pytest
 
 from recsys.errors import RecsysError
@@ -78,6 +79,22 @@ def test_round_trip_keeps_types_nulls_and_empty_strings(store_base):
         assert back.to_dicts() == FRAME.to_dicts()
         assert back.schema["seq"] == pl.Int64 and back.schema["flag"] == pl.Boolean
         assert store.query("SELECT * FROM t WHERE seq > $low", {"low": 99}).height == 0
+
+
+def test_numeric_reads_keep_types_values_and_nulls(store_base):
+    frame = pl.DataFrame(
+        {"a": [1, -(2**62), 3], "b": [7, 0, -7], "c": [1, 2, 3], "d": [0.1, float("inf"), -2.5], "e": [0.1 + 0.2, float("nan"), 1e300]},
+        schema={"a": pl.Int64, "b": pl.Int32, "c": pl.Int16, "d": pl.Float32, "e": pl.Float64},
+    )
+    with open_store(store_urls(store_base)["lake"]) as store:
+        store.execute("CREATE TABLE n (a BIGINT, b INTEGER, c SMALLINT, d REAL, e DOUBLE PRECISION)")
+        store.insert("n", frame)
+        read = "SELECT a, b, c, d, e FROM n ORDER BY c"
+        assert_frame_equal(store.query(read), frame)
+        assert_frame_equal(store.query("SELECT a FROM n WHERE a > $big", {"big": 2**62}), frame.clear().select("a"))
+        store.execute("INSERT INTO n VALUES (4, NULL, 4, NULL, 2.0)")
+        with_null = pl.concat([frame, pl.DataFrame({"a": [4], "b": [None], "c": [4], "d": [None], "e": [2.0]}, schema=frame.schema)])
+        assert_frame_equal(store.query(read), with_null)
 
 
 def test_replace_is_idempotent_and_atomic(store_base):
