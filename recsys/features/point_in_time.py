@@ -223,8 +223,10 @@ def _before_each_second(
 
     def before(column: str) -> np.ndarray:
         values = sorted_values[column].to_numpy()
+        # Everything before the row, all keys: one running sum, where a key's own starts at its
+        # first row. Ratings are half stars, so these float sums are exact and so is each difference.
         running = np.cumsum(values)
-        running -= values  # everything before the row, all keys
+        running -= values
         state = running[second_start]
         state -= running[key_start]
         state += base[column].to_numpy()[key_index]
