@@ -84,8 +84,9 @@ def _pandas_view(frame: pl.DataFrame) -> pd.DataFrame:
     some checks for them (expect_column_values_to_be_between runs a Python function per row for
     anything but int64 and float64, ~25 ms per 50k rows: views built for validation use those).
     The default conversion turns an integer or boolean column with a null into float64/object,
-    so those columns, and only those, get pandas' nullable dtypes (Int32, boolean, ...), whose scalar type GX compares like numpy's: "int32"
-    matches both int32 and Int32. Float NaN and null both become NaN, which GX counts as null.
+    so those columns, and only those, get pandas' nullable dtypes (Int32, boolean, ...), whose
+    scalar type GX compares like numpy's: "int32" matches both int32 and Int32. Float NaN and
+    null both become NaN, which GX counts as null.
     """
     import pandas as pd
 
