@@ -147,6 +147,11 @@ def load_snapshot(settings: Settings) -> Snapshot:
                 f"The feature store at {redact(settings.features_url)} has no serving set yet: "
                 "run the daily pipeline through batch_recommendations first (e.g. `recsys demo`)."
             )
+        if not features.table_exists("recommendation_lists"):
+            raise RecsysError(
+                f"The feature store at {redact(settings.features_url)} holds recommendations in an older layout: "
+                "materialize any asset of the feature store (e.g. the next daily partition) to convert it."
+            )
         version = registry.get(features, entry.model_version)
         if version is None:
             raise RecsysError(f"Serving set {entry.model_version} names a model the registry does not hold.")

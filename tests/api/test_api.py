@@ -409,5 +409,16 @@ def test_serve_without_a_serving_set_or_store_ends_with_one_sentence(tmp_path):
     empty = run_cli("serve", "--store", str(tmp_path / "empty"))
     assert empty.returncode == 2 and empty.stderr.count("\n") == 1
     assert "has no serving set yet: run the daily pipeline through batch_recommendations first" in empty.stderr
+    # A store whose lists are still in the row-per-movie table (before recommendation_lists).
+    with open_store(str(tmp_path / "older" / "features.duckdb")) as db:
+        db.apply_schema("features")
+        db.execute(
+            "INSERT INTO serving_sets VALUES ('v1', 0, '2025-01-01', 'array', 32, 3.5, 1, 1, 20, TIMESTAMP '2025-01-02 00:00:00', 'r1')"
+        )
+        db.execute("DROP VIEW recommendation_rows")
+        db.execute("DROP TABLE recommendation_lists")
+    older = run_cli("serve", "--store", str(tmp_path / "older"))
+    assert older.returncode == 2 and older.stderr.count("\n") == 1
+    assert "holds recommendations in an older layout: materialize any asset of the feature store" in older.stderr
     bad_url = run_cli("serve", "--store", "mysql://somewhere/db")
     assert bad_url.returncode == 2 and "neither a directory nor a postgresql:// URL" in bad_url.stderr
