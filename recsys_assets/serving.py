@@ -6,6 +6,7 @@ replaces the one before it (two are kept; see recsys.serving.store.KEEP_SETS).
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset functions' type hints.
+import polars as pl
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -167,7 +168,8 @@ def definitions(calendar: Calendar) -> Definitions:
                 "users_carried": built.users_carried,
                 "carried_from": calendar.label(built.carried_from) if built.carried_from is not None else "none: everyone ranked",
                 "seconds": float(round(built.seconds, 3)),
-                "sample": MetadataValue.md(markdown_table(sample)),
+                # Scores are stored as REAL: two decimals read better than float32's widened digits.
+                "sample": MetadataValue.md(markdown_table(sample.with_columns(pl.col("score").round(2)))),
             },
             check_results=[
                 AssetCheckResult(
