@@ -8,6 +8,10 @@ CREATE INDEX IF NOT EXISTS movie_deltas_batch ON movie_deltas (batch);
 -- MovieLens-32M's size) on each of the first days.
 DROP INDEX IF EXISTS training_examples_batch;
 CREATE INDEX IF NOT EXISTS training_examples_batch_seq ON training_examples (batch, seq);
+-- Every rating through a day in replay order (`rating_history`, read by the models and serving
+-- each day): an index scan in seq order instead of sorting the history, 2.6 s where the sort took
+-- 3.4 to 4.9 s at 5.5M ratings.
+CREATE INDEX IF NOT EXISTS training_examples_seq ON training_examples (seq);
 -- A set's lists by user: carrying a day's unchanged lists probes it once per list copied (an index
 -- without as_of_batch made that 4x slower: every set of the version matched).
 CREATE INDEX IF NOT EXISTS recommendation_lists_set_user ON recommendation_lists (model_version, as_of_batch, user_id);
