@@ -67,7 +67,7 @@ def test_day_by_day_and_range_runs_agree_and_equal_a_from_scratch_pass(tied_arch
     platform.load(lake_days=5)
     if store_base.startswith("postgresql"):
         # The bootstrap's bulk loads leave the planner statistics of what they loaded (reltuples
-        # stays at 0, the empty table's, until ANALYZE; autovacuum may be off).
+        # stays at -1, never counted, until ANALYZE; autovacuum may be off).
         counted = "SELECT relname, reltuples FROM pg_class WHERE relname IN ({})"
         assert platform.query("lake", counted.format("'lake_ratings'"))["reltuples"].min() > 0
         tables = "'training_examples', 'user_state', 'movie_state', 'user_deltas', 'movie_deltas'"
