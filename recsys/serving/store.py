@@ -78,11 +78,8 @@ def write_embeddings(
         column = pl.Series("embedding", vectors, dtype=pl.Array(pl.Float32, EMBEDDING_DIM))
     else:
         column = _vector_text(vectors, backend)  # CSV COPY takes the vectors as text literals
-    frame = pl.DataFrame(
-        {"model_version": version, "as_of_batch": as_of_batch, f"{kind}_id": np.asarray(ids, dtype=np.int64)},
-        schema={"model_version": pl.String, "as_of_batch": pl.Int32, f"{kind}_id": pl.Int64},
-    ).with_columns(column)
-    return store.replace(f"{kind}_embeddings", _SET, {"version": version, "as_of": as_of_batch}, frame)
+    rows = pl.DataFrame({f"{kind}_id": np.asarray(ids, dtype=np.int64)}).with_columns(column)
+    return _replace_set(store, f"{kind}_embeddings", version, as_of_batch, rows)
 
 
 def read_embeddings(store: Store, kind: str, version: str, as_of_batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,22 +115,19 @@ def write_recommendations(store: Store, version: str, as_of_batch: int, recommen
         .group_by("user_id", maintain_order=True)
         .agg(pl.col("movie_id").cast(pl.Int64).alias("movie_ids"), pl.col("score").cast(pl.Float32).alias("scores"))
     )
-    frame = lists.select(
-        pl.lit(version).alias("model_version"), pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch"), pl.all()
-    )
-    return store.replace("recommendation_lists", _SET, {"version": version, "as_of": as_of_batch}, frame)
+    return _replace_set(store, "recommendation_lists", version, as_of_batch, lists)
 
 
 def write_cold_start(store: Store, version: str, as_of_batch: int, recommendations: pl.DataFrame) -> int:
     """Replace the cold-start list of set (`version`, `as_of_batch`) with (rank, movie_id, score) rows."""
-    frame = recommendations.select(
-        pl.lit(version).alias("model_version"),
-        pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch"),
-        pl.col("rank").cast(pl.Int16),
-        pl.col("movie_id").cast(pl.Int64),
-        pl.col("score").cast(pl.Float32),
-    )
-    return store.replace("cold_start_recommendations", _SET, {"version": version, "as_of": as_of_batch}, frame)
+    rows = recommendations.select(pl.col("rank").cast(pl.Int16), pl.col("movie_id").cast(pl.Int64), pl.col("score").cast(pl.Float32))
+    return _replace_set(store, "cold_start_recommendations", version, as_of_batch, rows)
+
+
+def _replace_set(store: Store, table: str, version: str, as_of_batch: int, rows: pl.DataFrame) -> int:
+    """Replace the rows of set (`version`, `as_of_batch`) in `table` with `rows`, keyed by the set."""
+    keys = [pl.lit(version, dtype=pl.String).alias("model_version"), pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch")]
+    return store.replace(table, _SET, {"version": version, "as_of": as_of_batch}, rows.select(*keys, pl.all()))
 
 
 def read_cold_start(store: Store, version: str, as_of_batch: int) -> pl.DataFrame:
