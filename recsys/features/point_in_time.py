@@ -196,7 +196,9 @@ def _before_each_second(
     a copy, and Polars' per-second group-by, windowed cumulative sums and joins made several.
     """
     n = rated.height
-    stream = pl.concat([rated.select(key, "timestamp", "rating", *GENRE_FLAGS), carried.select(key, "timestamp", "rating", *GENRE_FLAGS)])
+    # Only what the contributions read goes through the sort (the movie side reads the rating alone).
+    inputs = sorted({name for expr in contributions for name in expr.meta.root_names()})
+    stream = pl.concat([rated.select(key, "timestamp", *inputs), carried.select(key, "timestamp", *inputs)])
     order = stream.select(pl.arg_sort_by(key, "timestamp")).to_series().to_numpy()
     keys = stream[key].to_numpy()[order]
     seconds = stream["timestamp"].to_numpy()[order]
@@ -218,8 +220,11 @@ def _before_each_second(
     key_index = np.cumsum(new_key) - 1
     sorted_values = stream[order].select(contributions).select(columns)
     # Sorted positions of `rated`'s rows (the carried ones are dropped) and where each goes back.
-    from_rated = order < n
-    destination = order[from_rated] if len(order) > n else order
+    if len(order) > n:
+        from_rated = order < n
+        destination = order[from_rated]
+    else:
+        from_rated, destination = slice(None), order
 
     def before(column: str) -> np.ndarray:
         values = sorted_values[column].to_numpy()
@@ -231,7 +236,7 @@ def _before_each_second(
         state -= running[key_start]
         state += base[column].to_numpy()[key_index]
         out = np.empty(n, dtype=state.dtype)
-        out[destination] = state[from_rated] if len(order) > n else state
+        out[destination] = state[from_rated]
         return out
 
     # numpy releases the GIL in these loops: two threads use both cores.
