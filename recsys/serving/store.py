@@ -57,11 +57,11 @@ def prepare_embeddings(store: Store, preference: str = "auto") -> tuple[str, str
     return backend, reason
 
 
-def _vector_text(vectors: np.ndarray, backend: str) -> pl.Series:
-    """Vectors as PostgreSQL literals for COPY: '[1,2]' for pgvector, '{1,2}' for real[]."""
-    opening, closing = ("[", "]") if backend == PGVECTOR else ("{", "}")
-    joined = pl.Series(vectors).arr.to_list().list.eval(pl.element().cast(pl.String)).list.join(",")
-    return pl.select(pl.concat_str(pl.lit(opening), joined, pl.lit(closing)).alias("embedding")).to_series()
+def _pgvector_text(vectors: np.ndarray) -> pl.Series:
+    """Vectors as pgvector literals ('[1,2]') for COPY; a list column becomes a real[] literal in
+    the store itself (`PostgresStore.insert`)."""
+    joined = pl.Series(vectors).arr.to_list().cast(pl.List(pl.String)).list.join(",")
+    return pl.select(pl.concat_str(pl.lit("["), joined, pl.lit("]")).alias("embedding")).to_series()
 
 
 def write_embeddings(
@@ -76,8 +76,10 @@ def write_embeddings(
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if store.dialect == "duckdb":
         column = pl.Series("embedding", vectors, dtype=pl.Array(pl.Float32, EMBEDDING_DIM))
+    elif backend == PGVECTOR:
+        column = _pgvector_text(vectors)  # CSV COPY takes the vectors as text literals
     else:
-        column = _vector_text(vectors, backend)  # CSV COPY takes the vectors as text literals
+        column = pl.Series("embedding", vectors, dtype=pl.Array(pl.Float32, EMBEDDING_DIM)).arr.to_list()
     rows = pl.DataFrame({f"{kind}_id": np.asarray(ids, dtype=np.int64)}).with_columns(column)
     return _replace_set(store, f"{kind}_embeddings", version, as_of_batch, rows)
 
