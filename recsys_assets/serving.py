@@ -166,6 +166,8 @@ def definitions(calendar: Calendar) -> Definitions:
                 "dagster/row_count": entry.users,  # one list per user
                 "users_ranked": built.users_ranked,
                 "users_carried": built.users_carried,
+                "candidates_searched": built.users_searched,
+                "candidates_reused": built.candidates_reused,
                 "carried_from": calendar.label(built.carried_from) if built.carried_from is not None else "none: everyone ranked",
                 "seconds": float(round(built.seconds, 3)),
                 # Scores are stored as REAL: two decimals read better than float32's widened digits.

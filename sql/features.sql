@@ -333,6 +333,18 @@ SELECT model_version, as_of_batch, user_id,
        unnest(scores) AS score
 FROM recommendation_lists;
 
+-- Stage one's candidates of each user: the retrieval champion's best unrated movies. They change
+-- only with that champion or the user's ratings, so a new rating champion orders the stored
+-- candidates again instead of searching the catalog for every user. One row per (retrieval
+-- version, user), as of the batch it was searched for; kept while a serving set uses the version.
+CREATE TABLE IF NOT EXISTS retrieval_candidates (
+    retrieval_version TEXT     NOT NULL,
+    as_of_batch       INTEGER  NOT NULL,
+    user_id           BIGINT   NOT NULL,
+    movie_ids         BIGINT[] NOT NULL,  -- best retrieval score first
+    scores            REAL[]   NOT NULL   -- their retrieval scores
+);
+
 -- One list for the users a serving set has no list for (no ratings yet): the two stages for the
 -- towers' cold user (recsys.models.retrieval.cold_user_vector), per serving set.
 CREATE TABLE IF NOT EXISTS cold_start_recommendations (

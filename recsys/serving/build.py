@@ -135,6 +135,8 @@ class RecommendationsBuilt:
     users_ranked: int  # users whose lists were computed now
     users_carried: int  # users whose lists were copied from the previous set
     carried_from: int | None  # the batch of that set; None when every list was computed
+    users_searched: int  # ranked users whose retrieval candidates came from a catalog search
+    candidates_reused: int  # ranked users whose stored candidates still held
     seconds: float
 
 
@@ -146,7 +148,9 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
     Work proportional to the day: when the previous set had the same champions (no promotion
     since), only the users who rated since then are ranked again; the others' features, rated
     movies and so lists are unchanged but for the movie side, and their lists are copied. A new
-    champion of either stage ranks everyone again.
+    champion of either stage ranks everyone again; under a new rating champion alone, the users
+    who did not rate keep their stored retrieval candidates (`serving_store.read_candidates`) and
+    only their order is computed again, which needs no search of the catalog.
     """
     started = time.perf_counter()
     champion = _champion(features)
@@ -168,23 +172,48 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
         and (previous.model_version, previous.retrieval_version, previous.recommendations_per_user) == (champion.version, retriever.version, n)
         else None
     )
-    if carried_from is None:
+    if carried_from is not None:
+        day_users = features.query(
+            "SELECT DISTINCT user_id FROM training_examples WHERE batch > $since AND batch <= $as_of",
+            {"since": carried_from, "as_of": as_of},
+        )
+        ranked = np.isin(user_ids, day_users["user_id"].to_numpy())
+        user_ids, user_vectors = user_ids[ranked], user_vectors[ranked]
+    model, retrieval_settings = load_version(retriever), retrieval_config_of(retriever)
+    width = retrieval_settings.candidates
+    # Stage one: a user's stored candidates while they hold (this retrieval champion, no rating
+    # since), so a new rating champion alone does not search the catalog for everyone; a search for
+    # the others. The users ranked on a day without a promotion all rated since, so none hold.
+    # Stored candidates were searched in the catalog of their day: a movie new since then joins a
+    # user's candidates at their next search (a rating, or a new retrieval champion).
+    cached_ids, cached_movies, cached_scores = (
+        serving_store.read_candidates(features, retriever.version, as_of, width)
+        if carried_from is None
+        else (np.zeros(0, np.int64), np.zeros((0, width), np.int64), np.zeros((0, width), np.float32))
+    )
+    reused = np.isin(user_ids, cached_ids)
+    searched_ids = user_ids[~reused]
+    if len(searched_ids) == 0:
+        rated = pl.DataFrame(schema={"user_id": pl.Int64, "movie_id": pl.Int64})
+    elif carried_from is None and not reused.any():  # everyone: the whole history, no list to match
         rated = features.query("SELECT user_id, movie_id FROM training_examples WHERE batch <= $as_of", {"as_of": as_of})
     else:
         rated = features.query(
-            "SELECT user_id, movie_id FROM training_examples WHERE batch <= $as_of AND user_id IN "
-            "(SELECT user_id FROM training_examples WHERE batch > $since AND batch <= $as_of)",
-            {"as_of": as_of, "since": carried_from},
+            "SELECT user_id, movie_id FROM training_examples WHERE batch <= $as_of AND user_id IN (SELECT unnest($users))",
+            {"as_of": as_of, "users": searched_ids.tolist()},
         )
-        ranked = np.isin(user_ids, rated["user_id"].unique().to_numpy())
-        user_ids, user_vectors = user_ids[ranked], user_vectors[ranked]
-    indptr, indices = ranking.rated_positions(rated, user_ids, movie_ids)
-    model, retrieval_settings = load_version(retriever), retrieval_config_of(retriever)
+    indptr, indices = ranking.rated_positions(rated, searched_ids, movie_ids)
     retrieval_movies = retrieval.embed_movie_ids(model, movie_ids)
-    columns, deviations = retrieval.two_stage(
-        retrieval.user_queries(model, user_ids, retrieval_settings), retrieval_movies,
-        user_vectors, movie_vectors, indptr, indices, n, retrieval_settings,
-    )  # fmt: skip
+    found, found_scores = ranking.top_n_unrated(
+        retrieval.user_queries(model, searched_ids, retrieval_settings), retrieval_movies, indptr, indices, width
+    )
+    candidates = np.full((len(user_ids), width), -1, dtype=np.int32)
+    scores = np.full((len(user_ids), width), -np.inf, dtype=np.float32)
+    candidates[~reused], scores[~reused] = found, found_scores
+    if reused.any():
+        rows = np.searchsorted(cached_ids, user_ids[reused])
+        candidates[reused], scores[reused] = _catalog_positions(cached_movies[rows], movie_ids), cached_scores[rows]
+    columns, deviations = retrieval.order_candidates(candidates, scores, user_vectors, movie_vectors, n, retrieval_settings)
     # The score shown is the predicted rating; the rank is the two-stage order.
     recommendations = ranking.as_list(user_ids, movie_ids, columns, deviations).with_columns(
         (pl.col("score") + global_mean).clip(MIN_RATING, MAX_RATING)
@@ -199,6 +228,8 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
         (pl.col("score") + global_mean).clip(MIN_RATING, MAX_RATING)
     )
     with features.transaction():
+        found_movies = np.where(found >= 0, movie_ids[np.maximum(found, 0)], -1)
+        serving_store.write_candidates(features, retriever.version, as_of, searched_ids, found_movies, found_scores)
         serving_store.write_recommendations(features, champion.version, as_of, recommendations)
         serving_store.write_cold_start(features, champion.version, as_of, cold_start)
         users_carried = 0 if carried_from is None else serving_store.carry_recommendations(features, champion.version, carried_from, as_of)
@@ -216,7 +247,13 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
             retrieval_version=retriever.version,
         )
         serving_store.record_serving_set(features, entry)
-    return RecommendationsBuilt(entry, len(user_ids), users_carried, carried_from, time.perf_counter() - started)
+    return RecommendationsBuilt(entry, len(user_ids), users_carried, carried_from, len(searched_ids), int(reused.sum()), time.perf_counter() - started)
+
+
+def _catalog_positions(movie_ids: np.ndarray, catalog: np.ndarray) -> np.ndarray:
+    """Positions in the sorted `catalog` of an array of movie ids; -1 for -1 and for ids not in it."""
+    positions = np.minimum(np.searchsorted(catalog, movie_ids), len(catalog) - 1)
+    return np.where((movie_ids >= 0) & (catalog[positions] == movie_ids), positions, -1).astype(np.int32)
 
 
 def rated_recommendations(features: Store, version: str, as_of: int) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from recsys.errors import RecsysError
 from recsys.models.config import EMBEDDING_DIM
@@ -170,6 +171,61 @@ def carry_user_embeddings(store: Store, version: str, from_batch: int, to_batch:
     return _carry(store, "user_embeddings", "embedding", version, from_batch, to_batch)
 
 
+def write_candidates(store: Store, retrieval_version: str, as_of_batch: int, user_ids: np.ndarray, movie_ids: np.ndarray, scores: np.ndarray) -> int:
+    """Store stage one's candidates of `user_ids` for `retrieval_version` as of `as_of_batch`:
+    `movie_ids` and `scores` are (users, candidates), best first, -1 / -inf where a user has no
+    more. Replaces those users' earlier rows of the version; returns the users written."""
+    if len(user_ids) == 0:
+        return 0
+    valid = movie_ids >= 0
+    offsets = np.zeros(len(user_ids) + 1, dtype=np.int32)
+    np.cumsum(valid.sum(axis=1), out=offsets[1:])
+    lists = pl.DataFrame(
+        {
+            "user_id": np.asarray(user_ids, dtype=np.int64),
+            "movie_ids": pl.from_arrow(pa.ListArray.from_arrays(offsets, pa.array(movie_ids[valid].astype(np.int64)))),
+            "scores": pl.from_arrow(pa.ListArray.from_arrays(offsets, pa.array(scores[valid].astype(np.float32)))),
+        }
+    )
+    keys = [pl.lit(retrieval_version, dtype=pl.String).alias("retrieval_version"), pl.lit(as_of_batch, dtype=pl.Int32).alias("as_of_batch")]
+    with store.transaction():
+        store.execute(
+            "DELETE FROM retrieval_candidates WHERE retrieval_version = $version AND user_id IN (SELECT unnest($users))",
+            {"version": retrieval_version, "users": lists["user_id"].to_list()},
+        )
+        return store.insert("retrieval_candidates", lists.select(*keys, pl.all()))
+
+
+def read_candidates(store: Store, retrieval_version: str, as_of_batch: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user_ids, movie_ids, scores) of the stored candidates of `retrieval_version` that still hold
+    as of `as_of_batch`: searched as of that batch or before, by a user who has not rated since.
+    `movie_ids` and `scores` are (users, `width`), padded with -1 / -inf, users sorted by id."""
+    frame = store.query(
+        "SELECT c.user_id, c.movie_ids, c.scores FROM retrieval_candidates AS c "
+        "WHERE c.retrieval_version = $version AND c.as_of_batch <= $as_of AND NOT EXISTS "
+        "(SELECT 1 FROM training_examples AS t WHERE t.user_id = c.user_id AND t.batch > c.as_of_batch AND t.batch <= $as_of) "
+        "ORDER BY c.user_id",
+        {"version": retrieval_version, "as_of": as_of_batch},
+    )
+    movie_ids = np.full((frame.height, width), -1, dtype=np.int64)
+    scores = np.full((frame.height, width), -np.inf, dtype=np.float32)
+    if frame.height:
+        ids, values = _list_column(frame["movie_ids"], pl.Int64), _list_column(frame["scores"], pl.Float32)
+        counts = ids.list.len().to_numpy().astype(np.int64)
+        rows = np.repeat(np.arange(frame.height), counts)
+        slots = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        movie_ids[rows, slots] = ids.explode().to_numpy()
+        scores[rows, slots] = values.explode().to_numpy()
+    return frame["user_id"].to_numpy(), movie_ids, scores
+
+
+def _list_column(column: pl.Series, inner: pl.DataType) -> pl.Series:
+    """A stored array column as a Polars list: PostgreSQL's arrive as '{1,2}' text through COPY."""
+    if column.dtype == pl.String:
+        return column.str.strip_chars("{}").str.split(",").cast(pl.List(inner))
+    return column.cast(pl.List(inner))
+
+
 def write_popularity(store: Store, as_of_batch: int, ranking: pl.DataFrame) -> int:
     """Replace the popularity ranking (movie_id, rank, mean_rating, ratings); only the latest is kept."""
     frame = ranking.select(
@@ -217,6 +273,10 @@ def record_serving_set(store: Store, entry: ServingSet) -> None:
                 f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
                 "WHERE s.model_version = t.model_version AND s.as_of_batch = t.as_of_batch)"
             )
+        store.execute(
+            "DELETE FROM retrieval_candidates AS c WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
+            "WHERE s.retrieval_version = c.retrieval_version)"
+        )
 
 
 def serving_set_before(store: Store, batch: int) -> ServingSet | None:

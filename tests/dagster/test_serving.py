@@ -280,6 +280,43 @@ def test_pgvector_columns_and_index_where_the_server_offers_the_extension(pgvect
         assert serving_store.prepare_embeddings(db, "array")[0] == "pgvector"
 
 
+def test_a_new_rating_champion_alone_reorders_the_stored_candidates(archive, tmp_path):
+    """When only the rating champion changed, the users who did not rate keep the retrieval
+    candidates stored by their last search and are not searched again; their lists are the ones
+    a search of the whole catalog gives. Candidates of a retrieval version no set uses go."""
+    replay = AssetReplay(str(tmp_path / "stores"), archive, tmp_path / "models", serve=True)
+    modeling = replay.resources["modeling"]
+    replay.resources["modeling"] = ModelingResource(artifact_dir=modeling.artifact_dir, seed=modeling.seed, promotion_margin=10.0)
+    replay.run(BOOTSTRAP_ASSETS)
+    replay.day(0)
+    replay.day(1)
+    settings = replay.resources["serving"].settings()
+    lists = "SELECT user_id, rank, movie_id, score FROM recommendation_rows WHERE as_of_batch = 1 ORDER BY user_id, rank"
+    with replay.features_db() as db:
+        rated_on_day = set(db.query("SELECT DISTINCT user_id FROM training_examples WHERE batch = 1")["user_id"])
+        retriever = registry.champion(db, registry.RETRIEVAL).version
+        assert db.scalar("SELECT count(DISTINCT as_of_batch) FROM retrieval_candidates") == 2  # day 0's searches, then day 1's
+        # Day 1 again as if another rating champion had made day 0's set (so everyone is ranked)
+        # and day 1's searches had not been stored: its users' candidates are day 0's, outdated.
+        db.execute("UPDATE serving_sets SET model_version = 'rating-before' WHERE as_of_batch = 0")
+        db.execute("DELETE FROM retrieval_candidates WHERE as_of_batch = 1")
+        reordered = build_recommendations(db, settings, 1, CALENDAR)
+        assert reordered.carried_from is None and reordered.users_carried == 0
+        assert reordered.users_searched == len(rated_on_day) > 0
+        assert reordered.candidates_reused == reordered.users_ranked - len(rated_on_day) > 0
+        from_stored = db.query(lists)
+        db.execute("DELETE FROM retrieval_candidates")
+        searched = build_recommendations(db, settings, 1, CALENDAR)
+        assert searched.users_searched == searched.users_ranked == reordered.users_ranked and searched.candidates_reused == 0
+        assert db.query(lists).equals(from_stored)
+        stored = serving_store.read_candidates(db, retriever, 1, 50)[0]
+        assert len(stored) == searched.users_ranked
+        # A new retrieval champion's set leaves no set using the old version: its candidates go.
+        db.execute("UPDATE serving_sets SET retrieval_version = 'retrieval-after'")
+        serving_store.record_serving_set(db, serving_store.serving_set_before(db, 2))
+        assert db.scalar("SELECT count(*) FROM retrieval_candidates") == 0
+
+
 def test_without_a_promotion_only_the_users_who_rated_are_ranked_again(archive, tmp_path, monkeypatch):
     """A day with the same champions as the day before embeds and ranks the users who rated that
     day and carries the others' vectors and lists over unchanged; the ranked users' lists are those a full ranking
