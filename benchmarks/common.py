@@ -94,7 +94,22 @@ def machine() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "matmul_gflops": matmul_gflops(),
     }
+
+
+def matmul_gflops(seconds: float = 1.0) -> float:
+    """A speed probe of the host, taken when a result is written: float32 matrix products on all
+    cores. Hosts of one name differ (a replay ran 2 to 3 times slower on one than on another),
+    so a result's seconds are compared with another's only where this figure is alike."""
+    import numpy as np
+
+    matrix = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+    products, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        matrix @ matrix
+        products += 1
+    return round(products * 2 * 1024**3 / (time.perf_counter() - started) / 1e9, 1)
 
 
 def write_result(name: str, payload: dict) -> Path:

@@ -42,6 +42,13 @@ def table() -> str:
             f"against it, median of {len(speed['pairs'])} pairs | {rate(reference['rows_per_s'])}/s, "
             f"{reference['peak_rss_mib'] / 1024:.1f} GiB; {speed['median']:.2f}x | | |"
         )
+        if "reference_server_copy" in p:
+            server, ratio = p["reference_server_copy"], p["speed_vs_server_copy"]
+            lines.append(
+                f"| reference: PostgreSQL's own COPY of the same rows, encoded beforehand, from a file on its disk (+ BRIN "
+                f"summary, ANALYZE); our load's speed against it, median of {len(ratio['pairs'])} pairs | | "
+                f"{rate(server['rows_per_s'])}/s; {ratio['median']:.2f}x | |"
+            )
     lake = {s: load(f"lake_batches_{s}") for s in ("duckdb", "postgres")}
     if all(lake.values()):
         d, p = lake["duckdb"], lake["postgres"]
@@ -133,6 +140,14 @@ def table() -> str:
             f"({dd['carry']['lists']:,} lists copied in the store) | {dd['search']['wall_s']:.1f} s + {dd['carry']['wall_s']:.1f} s "
             f"| {pd['search']['wall_s']:.1f} s + {pd['carry']['wall_s']:.1f} s | |"
         )
+        if "rating_champion_change" in d and "rating_champion_change" in p:
+            dc, pc = d["rating_champion_change"], p["rating_champion_change"]
+            lines.append(
+                f"| a new rating champion alone: {dc['users']:,} lists ordered again from the stored retrieval candidates "
+                f"(read + order) vs a full search then order, same lists | {dc['stored_candidates_then_order']['wall_s']:.1f} s vs "
+                f"{dc['full_search_then_order']['wall_s']:.1f} s ({dc['speedup']:.0f}x) | {pc['stored_candidates_then_order']['wall_s']:.1f} s "
+                f"vs {pc['full_search_then_order']['wall_s']:.1f} s ({pc['speedup']:.0f}x) | |"
+            )
     shapes = {s: load(f"full_shape_{s}") for s in ("duckdb", "postgres")}
     if shapes["duckdb"]:
         def day(r: dict | None, kind: str) -> str:
