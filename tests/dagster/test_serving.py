@@ -280,11 +280,11 @@ def test_pgvector_columns_and_index_where_the_server_offers_the_extension(pgvect
         assert serving_store.prepare_embeddings(db, "array")[0] == "pgvector"
 
 
-def test_a_new_rating_champion_alone_reorders_the_stored_candidates(archive, tmp_path):
+def test_a_new_rating_champion_alone_reorders_the_stored_candidates(serving_base, archive, tmp_path):
     """When only the rating champion changed, the users who did not rate keep the retrieval
     candidates stored by their last search and are not searched again; their lists are the ones
     a search of the whole catalog gives. Candidates of a retrieval version no set uses go."""
-    replay = AssetReplay(str(tmp_path / "stores"), archive, tmp_path / "models", serve=True)
+    replay = AssetReplay(serving_base[0], archive, tmp_path / "models", serve=True)
     modeling = replay.resources["modeling"]
     replay.resources["modeling"] = ModelingResource(artifact_dir=modeling.artifact_dir, seed=modeling.seed, promotion_margin=10.0)
     replay.run(BOOTSTRAP_ASSETS)
