@@ -329,6 +329,9 @@ def measured_commits() -> str:
             label = "none recorded (an earlier session's run, before results named their commit)"
         else:
             label = result["commit"][:10] + ("" if result["tree_clean"] else " (uncommitted changes)")
+        host = result.get("machine", {})
+        if "cpu" in host:  # hosts differ: compute-bound rows compare only on alike hosts
+            label += f" on {host['cpu']}"
         commits.setdefault(label, []).append(path.stem)
     return "; ".join(f"commit {label}: {', '.join(names)}" for label, names in commits.items())
 
