@@ -174,7 +174,10 @@ def carry_user_embeddings(store: Store, version: str, from_batch: int, to_batch:
 def write_candidates(store: Store, retrieval_version: str, as_of_batch: int, user_ids: np.ndarray, movie_ids: np.ndarray, scores: np.ndarray) -> int:
     """Store stage one's candidates of `user_ids` for `retrieval_version` as of `as_of_batch`:
     `movie_ids` and `scores` are (users, candidates), best first, -1 / -inf where a user has no
-    more. Replaces those users' earlier rows of the version; returns the users written."""
+    more. Replaces those users' earlier rows of the version; returns the users written. A user
+    with no candidate at all (every movie rated) gets no row, and is searched again next time."""
+    found = (movie_ids >= 0).any(axis=1)
+    user_ids, movie_ids, scores = np.asarray(user_ids)[found], movie_ids[found], scores[found]
     if len(user_ids) == 0:
         return 0
     valid = movie_ids >= 0

@@ -73,3 +73,6 @@ def test_candidates_read_back_padded_only_while_they_hold(store_base):
         serving_store.write_candidates(db, "r1", 4, np.array([8]), movies[2:], scores[2:])
         assert db.scalar("SELECT count(*) FROM retrieval_candidates WHERE retrieval_version = 'r1' AND user_id = 8") == 1
         assert serving_store.read_candidates(db, "r1", 4, 4)[0].tolist() == [7, 8, 9]
+        # A user who rated every movie has no candidates: no row, so a search next time.
+        assert serving_store.write_candidates(db, "r1", 4, np.array([5]), np.full((1, 3), -1), np.full((1, 3), -np.inf)) == 0
+        assert 5 not in serving_store.read_candidates(db, "r1", 4, 4)[0]
