@@ -56,7 +56,9 @@ def examples_seen(week: int) -> int:
 
 
 def day_figures(days: list[dict]) -> dict:
-    """Mean seconds per day and per layer, for days with and without a champion change."""
+    """Mean seconds per day and per layer, for days with and without a champion change, and the
+    changed days split by stage: a new rating champion alone orders stored retrieval candidates
+    again, a new retrieval champion searches the catalog for everyone."""
 
     def summary(chosen: list[dict]) -> dict:
         if not chosen:
@@ -68,7 +70,12 @@ def day_figures(days: list[dict]) -> dict:
         return {"days": len(chosen), "wall_s": round(fmean(d["daily_run_s"] for d in chosen), 2), "steps_s": layers}
 
     changed = [d for d in days if d["promoted"] or d["retrieval_promoted"]]
-    return {"champion_changed": summary(changed), "champion_unchanged": summary([d for d in days if d not in changed])}
+    return {
+        "champion_changed": summary(changed),
+        "champion_unchanged": summary([d for d in days if d not in changed]),
+        "rating_champion_only": summary([d for d in changed if not d["retrieval_promoted"]]),
+        "retrieval_champion_changed": summary([d for d in changed if d["retrieval_promoted"]]),
+    }
 
 
 def main() -> None:

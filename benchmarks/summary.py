@@ -167,6 +167,12 @@ def table() -> str:
             f"| the same, a day on which either stage's champion changed (everyone ranked again) | "
             f"{day(d, 'champion_changed')} | {day(p, 'champion_changed')} | |"
         )
+        if "rating_champion_only" in d["per_day"]:
+            for kind, label in (
+                ("rating_champion_only", "of them, a new rating champion alone (stored retrieval candidates ordered again)"),
+                ("retrieval_champion_changed", "of them, a new retrieval champion (the catalog searched for everyone)"),
+            ):
+                lines.append(f"| the same, {label} | {day(d, kind)} | {day(p, kind) if p and kind in p['per_day'] else 'not measured'} | |")
         def overall(r: dict | None) -> str:
             if not r:
                 return ""
