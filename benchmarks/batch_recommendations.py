@@ -103,7 +103,7 @@ def rating_champion_change(store: str, rng, movie_ids, columns, scores, rated_in
             stored_users, stored_movies, stored_scores = serving_store.read_candidates(db, "retrieval-bench", 1, N)
     assert np.array_equal(stored_users, np.arange(USERS))
     with timed() as order_stored:
-        positions = np.where(stored_movies >= 0, np.searchsorted(movie_ids, stored_movies), -1).astype(np.int32)
+        positions = ranking.catalog_positions(stored_movies, movie_ids)
         reordered, _ = retrieval.order_candidates(positions, stored_scores, rating_users, rating_movies, per_user, settings)
     assert np.array_equal(reordered, searched)
     full_s = rated_index["wall_s"] + search["wall_s"] + order_searched["wall_s"]

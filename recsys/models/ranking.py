@@ -59,6 +59,12 @@ def rank_popularity(counts: pl.DataFrame, min_ratings: int, order: PopularityOrd
     )
 
 
+def catalog_positions(movie_ids: np.ndarray, catalog: np.ndarray) -> np.ndarray:
+    """Positions in the sorted `catalog` of an array of movie ids; -1 for -1 and for ids not in it."""
+    positions = np.minimum(np.searchsorted(catalog, movie_ids), len(catalog) - 1)
+    return np.where((movie_ids >= 0) & (catalog[positions] == movie_ids), positions, -1).astype(np.int32)
+
+
 def rated_positions(rated: pl.DataFrame, user_ids: np.ndarray, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The (user_id, movie_id) pairs of `rated` as a CSR over positions: for user row i, the movie
     columns rated are indices[indptr[i]:indptr[i + 1]] (unordered, possibly repeated). Pairs of

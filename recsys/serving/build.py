@@ -186,12 +186,11 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
     # the others. The users ranked on a day without a promotion all rated since, so none hold.
     # Stored candidates were searched in the catalog of their day: a movie new since then joins a
     # user's candidates at their next search (a rating, or a new retrieval champion).
-    cached_ids, cached_movies, cached_scores = (
-        serving_store.read_candidates(features, retriever.version, as_of, width)
-        if carried_from is None
-        else (np.zeros(0, np.int64), np.zeros((0, width), np.int64), np.zeros((0, width), np.float32))
-    )
-    reused = np.isin(user_ids, cached_ids)
+    if carried_from is None:
+        cached_ids, cached_movies, cached_scores = serving_store.read_candidates(features, retriever.version, as_of, width)
+        reused = np.isin(user_ids, cached_ids)
+    else:
+        reused = np.zeros(len(user_ids), dtype=bool)
     searched_ids = user_ids[~reused]
     if len(searched_ids) == 0:
         rated = pl.DataFrame(schema={"user_id": pl.Int64, "movie_id": pl.Int64})
@@ -212,7 +211,7 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
     candidates[~reused], scores[~reused] = found, found_scores
     if reused.any():
         rows = np.searchsorted(cached_ids, user_ids[reused])
-        candidates[reused], scores[reused] = _catalog_positions(cached_movies[rows], movie_ids), cached_scores[rows]
+        candidates[reused], scores[reused] = ranking.catalog_positions(cached_movies[rows], movie_ids), cached_scores[rows]
     columns, deviations = retrieval.order_candidates(candidates, scores, user_vectors, movie_vectors, n, retrieval_settings)
     # The score shown is the predicted rating; the rank is the two-stage order.
     recommendations = ranking.as_list(user_ids, movie_ids, columns, deviations).with_columns(
@@ -248,12 +247,6 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
         )
         serving_store.record_serving_set(features, entry)
     return RecommendationsBuilt(entry, len(user_ids), users_carried, carried_from, len(searched_ids), int(reused.sum()), time.perf_counter() - started)
-
-
-def _catalog_positions(movie_ids: np.ndarray, catalog: np.ndarray) -> np.ndarray:
-    """Positions in the sorted `catalog` of an array of movie ids; -1 for -1 and for ids not in it."""
-    positions = np.minimum(np.searchsorted(catalog, movie_ids), len(catalog) - 1)
-    return np.where((movie_ids >= 0) & (catalog[positions] == movie_ids), positions, -1).astype(np.int32)
 
 
 def rated_recommendations(features: Store, version: str, as_of: int) -> int:

@@ -96,7 +96,7 @@ def read_embeddings(store: Store, kind: str, version: str, as_of_batch: int) -> 
         return ids, np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     column = frame["embedding"]
     if column.dtype == pl.String:  # PostgreSQL: '{...}' or '[...]' text from COPY
-        column = column.str.strip_chars("{}[]").str.split(",").cast(pl.List(pl.Float32)).list.to_array(EMBEDDING_DIM)
+        column = _list_column(column, pl.Float32).list.to_array(EMBEDDING_DIM)
     elif column.dtype != pl.Array(pl.Float32, EMBEDDING_DIM):
         column = column.cast(pl.Array(pl.Float32, EMBEDDING_DIM))
     return ids, column.to_numpy().astype(np.float32, copy=False).reshape(frame.height, EMBEDDING_DIM)
@@ -176,11 +176,11 @@ def write_candidates(store: Store, retrieval_version: str, as_of_batch: int, use
     `movie_ids` and `scores` are (users, candidates), best first, -1 / -inf where a user has no
     more. Replaces those users' earlier rows of the version; returns the users written. A user
     with no candidate at all (every movie rated) gets no row, and is searched again next time."""
-    found = (movie_ids >= 0).any(axis=1)
-    user_ids, movie_ids, scores = np.asarray(user_ids)[found], movie_ids[found], scores[found]
+    valid = movie_ids >= 0
+    found = valid.any(axis=1)
+    user_ids, movie_ids, scores, valid = np.asarray(user_ids)[found], movie_ids[found], scores[found], valid[found]
     if len(user_ids) == 0:
         return 0
-    valid = movie_ids >= 0
     offsets = np.zeros(len(user_ids) + 1, dtype=np.int32)
     np.cumsum(valid.sum(axis=1), out=offsets[1:])
     lists = pl.DataFrame(
@@ -223,9 +223,10 @@ def read_candidates(store: Store, retrieval_version: str, as_of_batch: int, widt
 
 
 def _list_column(column: pl.Series, inner: pl.DataType) -> pl.Series:
-    """A stored array column as a Polars list: PostgreSQL's arrive as '{1,2}' text through COPY."""
+    """A stored array column as a Polars list: PostgreSQL's arrive through COPY as text, '{1,2}'
+    for an array, '[1,2]' for a pgvector vector."""
     if column.dtype == pl.String:
-        return column.str.strip_chars("{}").str.split(",").cast(pl.List(inner))
+        return column.str.strip_chars("{}[]").str.split(",").cast(pl.List(inner))
     return column.cast(pl.List(inner))
 
 
