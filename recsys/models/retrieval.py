@@ -52,12 +52,12 @@ class RetrievalConfig:
     benchmark file): batch 256 and 20 epochs from fresh weights did best among batches of 128 to
     1024; more epochs gained little.
 
-    Cost: Keras' Adam updates every row of both id tables at every step (its update is dense), so
-    a step's time grows with `id_buckets` (measured offline, in the same note: 2^14 rows train
-    about twice as fast as 2^16). Hence 2^14 rows (MovieLens 100K's 943 users and 1,682 movies
-    fit with few collisions; at MovieLens-32M's 200k users a row is shared by about 12, until
-    updates are sparse), and a full training sees at most `max_pairs_seen` pairs: all its epochs
-    on a small history, fewer passes over a large one.
+    Cost: the id tables learn by lazy Adam (`_train_steps`), so a step's time does not depend on
+    `id_buckets`; the artifact's size does (each table and its two moment estimates: 12 MB at
+    2^14 rows). Hence 2^14 rows (MovieLens 100K's 943 users and 1,682 movies fit with few
+    collisions; at MovieLens-32M's 200k users a row is shared by about 12), and a full training
+    sees at most `max_pairs_seen` pairs: all its epochs on a small history, fewer passes over a
+    large one.
     """
 
     id_buckets: int = 1 << 14  # rows per hashed id table; ids beyond it share rows
@@ -129,25 +129,77 @@ def _towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return _TOWERS[model]
 
 
-def _train_step(model: keras.Model) -> Callable[..., Any]:
+# Batches of one size a traced call runs in a loop inside the graph: a call per batch cost about
+# 2 ms of a 4 ms step in Python and dispatch (measured at batch 256).
+STEPS_PER_CALL = 16
+
+
+def _train_steps(model: keras.Model) -> Callable[..., Any]:
+    """The traced training loop of `model`: (users, movies, log_q), each (steps, batch), in; the
+    sum of the steps' losses out.
+
+    The id tables learn by lazy Adam: a step reads and moves only the rows its batch looks up
+    (with their moment estimates), the rest of each table untouched. Keras' Adam updates every
+    row at every step, so a step's cost grew with `id_buckets` (8 ms at 2^14 rows, 29 ms at 2^16,
+    against about 2 ms here at any size up to 2^18, measured at batch 256 on a 2-core CPU); rows
+    are read with a gather on the variable, not through the layer, which would read the whole
+    table. The output layers and the step count are Keras' Adam's, so an artifact saved before
+    warm-starts the same way. Lazy Adam is what embedding tables are usually trained with.
+    """
     if model not in _STEPS:
         tf = tensorflow()
-        optimizer, variables = model.optimizer, model.trainable_variables
+        optimizer = model.optimizer
+        towers = [
+            (model.get_layer(f"{ids}_hash"), model.get_layer(f"{ids}_embedding").embeddings, model.get_layer(vector))
+            for ids, vector in ((USER_ID, USER_VECTOR), (MOVIE_ID, MOVIE_VECTOR))
+        ]
+        outputs = [variable for _, _, layer in towers for variable in layer.trainable_variables]
+        moments = [
+            (optimizer._momentums[optimizer._get_variable_index(table)], optimizer._velocities[optimizer._get_variable_index(table)])
+            for _, table, _ in towers
+        ]
 
-        @tf.function(reduce_retracing=True)
+        def lazy_adam(table: Any, moment: tuple[Any, Any], rows: Any, gradient: Any) -> None:
+            # Keras' Adam restricted to the rows looked up (each row's gradients summed first).
+            beta_1, beta_2 = optimizer.beta_1, optimizer.beta_2
+            step = tf.cast(optimizer.iterations + 1, tf.float32)
+            alpha = tf.cast(optimizer.learning_rate, tf.float32) * tf.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+            unique, where = tf.unique(rows)
+            gradient = tf.math.unsorted_segment_sum(gradient, where, tf.shape(unique)[0])
+            m = beta_1 * tf.gather(moment[0].value, unique) + (1 - beta_1) * gradient
+            v = beta_2 * tf.gather(moment[1].value, unique) + (1 - beta_2) * tf.square(gradient)
+            moment[0].value.scatter_update(tf.IndexedSlices(m, unique))
+            moment[1].value.scatter_update(tf.IndexedSlices(v, unique))
+            table.value.scatter_sub(tf.IndexedSlices(alpha * m / (tf.sqrt(v) + optimizer.epsilon), unique))
+
         def step(users: Any, movies: Any, log_q: Any) -> Any:
+            rows = [hashing(ids) for (hashing, _, _), ids in zip(towers, (users, movies))]
             with tf.GradientTape() as tape:
-                vectors = model({USER_ID: users, MOVIE_ID: movies}, training=True)
-                logits = tf.matmul(vectors["user"], vectors["movie"], transpose_b=True) - log_q[None, :]
+                looked_up = [tf.gather(table.value, found) for (_, table, _), found in zip(towers, rows)]
+                tape.watch(looked_up)
+                user_vectors, movie_vectors = (layer(x) for (_, _, layer), x in zip(towers, looked_up))
+                logits = tf.matmul(user_vectors, movie_vectors, transpose_b=True) - log_q[None, :]
                 # Another pair of the batch with the same movie is no negative for this user.
                 size = tf.shape(movies)[0]
                 duplicate = tf.equal(movies[:, None], movies[None, :]) & ~tf.eye(size, dtype=tf.bool)
                 logits = tf.where(duplicate, tf.constant(-1e9, logits.dtype), logits)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.range(size), logits))
-            optimizer.apply(tape.gradient(loss, variables), variables)
+            gradients = tape.gradient(loss, looked_up + outputs)
+            for (_, table, _), moment, found, gradient in zip(towers, moments, rows, gradients):
+                lazy_adam(table, moment, found, gradient)
+            optimizer.apply(gradients[len(towers) :], outputs)  # counts the step
             return loss
 
-        _STEPS[model] = step
+        ids, shares = tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32)
+
+        @tf.function(input_signature=[ids, ids, shares])  # one trace for every shape of call
+        def steps(users: Any, movies: Any, log_q: Any) -> Any:
+            total = tf.constant(0.0)
+            for index in tf.range(tf.shape(users)[0]):
+                total += step(users[index], movies[index], log_q[index])
+            return total
+
+        _STEPS[model] = steps
     return _STEPS[model]
 
 
@@ -163,16 +215,22 @@ def train_retrieval(model: keras.Model, pairs: pl.DataFrame, config: RetrievalCo
     share = pairs.group_by("movie_id").len().with_columns(log_q=(pl.col("len") / pairs.height).log())
     log_q = pairs.select("movie_id").join(share, on="movie_id", how="left", maintain_order="left")["log_q"].to_numpy().astype(np.float32)
     model.optimizer.learning_rate = learning_rate
-    step = _train_step(model)
+    steps = _train_steps(model)
     rng = np.random.default_rng(config.seed)
     n, batch = len(users), config.batch_size
+    full = n // batch * batch
     epoch_losses: list[float] = []
     for _ in range(epochs):
         order = rng.permutation(n)
-        # A batch of one pair has no negatives to learn from: skipped (another pair each epoch).
-        batches = [order[s : s + batch] for s in range(0, n, batch) if min(batch, n - s) > 1]
-        losses = [(step(tf.constant(users[b]), tf.constant(movies[b]), tf.constant(log_q[b])), len(b)) for b in batches]
-        epoch_losses.append(sum(float(loss) * size for loss, size in losses) / max(1, sum(len(b) for b in batches)))
+        # Full batches go STEPS_PER_CALL to a call; the last, shorter batch alone. A batch of one
+        # pair has no negatives to learn from: skipped (another pair each epoch).
+        calls = [order[s : min(s + STEPS_PER_CALL * batch, full)].reshape(-1, batch) for s in range(0, full, STEPS_PER_CALL * batch)]
+        if n - full > 1:
+            calls.append(order[full:][None, :])
+        # Loss sums stay tensors until the epoch ends: reading each one would wait for it.
+        sums = [(steps(tf.constant(users[c]), tf.constant(movies[c]), tf.constant(log_q[c])), c.shape[1]) for c in calls]
+        seen = sum(c.size for c in calls)
+        epoch_losses.append(sum(float(total) * size for total, size in sums) / max(1, seen))
     seconds = time.perf_counter() - started
     return TrainReport(
         examples=n, epochs=epochs, learning_rate=learning_rate, seconds=seconds,
