@@ -5,6 +5,9 @@ On a synthetic archive whose noise floor is known: point-in-time examples for a 
 training from scratch on the 5M examples (examples/s), a warm start on the next day's 50k batch,
 prediction throughput, and the next-day MSE of the model against the global-mean and
 user+item-bias baselines fitted on the same past, with the share of the bias-to-floor gap closed.
+The retrieval model on the same pairs: its full training and warm start, and, side by side on the
+first REFERENCE_PAIRS pairs, the same training with one traced call per batch (what it was before
+batches ran STEPS_PER_CALL to a call).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from benchmarks.common import dataset, peak_rss_mib, timed, write_result
@@ -25,12 +29,43 @@ from recsys.features.point_in_time import (
     empty_user_state,
     movie_features,
 )
-from recsys.models import artifacts, network, training
+from recsys.models import artifacts, network, retrieval, training
 from recsys.models.baselines import BiasBaseline
 from recsys.models.config import ModelConfig
 from recsys.sources.blocks import read_blocks
 
 BLOCK = 50_000
+REFERENCE_PAIRS = 500_000
+
+
+def one_call_per_batch(pairs: pl.DataFrame, config: retrieval.RetrievalConfig) -> float:
+    """Seconds of one epoch of the retrieval model's training over `pairs` (in-batch softmax, Keras'
+    Adam) with one traced call per batch, as `recsys.models.retrieval` trained before."""
+    tf = network.tensorflow()
+    model = retrieval.fresh_retrieval_model(config)
+    optimizer, variables = model.optimizer, model.trainable_variables
+
+    @tf.function(reduce_retracing=True)
+    def step(users, movies, log_q):
+        with tf.GradientTape() as tape:
+            vectors = model({retrieval.USER_ID: users, retrieval.MOVIE_ID: movies}, training=True)
+            logits = tf.matmul(vectors["user"], vectors["movie"], transpose_b=True) - log_q[None, :]
+            size = tf.shape(movies)[0]
+            duplicate = tf.equal(movies[:, None], movies[None, :]) & ~tf.eye(size, dtype=tf.bool)
+            logits = tf.where(duplicate, tf.constant(-1e9, logits.dtype), logits)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.range(size), logits))
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    users, movies = pairs["user_id"].cast(pl.Int64).to_numpy(), pairs["movie_id"].cast(pl.Int64).to_numpy()
+    log_q = np.full(len(users), -10.0, dtype=np.float32)  # the correction's values do not change the cost
+    order = np.random.default_rng(config.seed).permutation(len(users))
+    batches = [order[s : s + config.batch_size] for s in range(0, len(users) - 1, config.batch_size)]
+    step(tf.constant(users[batches[0]]), tf.constant(movies[batches[0]]), tf.constant(log_q[batches[0]]))  # traced
+    started = time.perf_counter()
+    losses = [step(tf.constant(users[b]), tf.constant(movies[b]), tf.constant(log_q[b])) for b in batches]
+    float(losses[-1])
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -74,6 +109,23 @@ def main() -> None:
             warm = artifacts.warm_start(artifact, checksum, config)
             # The pipeline's warm start: config.warm_epochs passes over the day.
             warm_report = training.train(warm, next_day, config, learning_rate=config.warm_learning_rate, epochs=config.warm_epochs)
+    retrieval_config = retrieval.RetrievalConfig()
+    pairs = history.select("user_id", "movie_id")
+    retriever = retrieval.fresh_retrieval_model(retrieval_config)
+    retrieval_full = retrieval.train_retrieval(
+        retriever, pairs, retrieval_config, learning_rate=retrieval_config.learning_rate,
+        epochs=retrieval_config.full_epochs(pairs.height),
+    )  # fmt: skip
+    retrieval_warm = retrieval.train_retrieval(
+        retriever, next_day.select("user_id", "movie_id"), retrieval_config,
+        learning_rate=retrieval_config.warm_learning_rate, epochs=retrieval_config.warm_epochs,
+    )  # fmt: skip
+    reference = pairs.head(REFERENCE_PAIRS)
+    per_batch_s = one_call_per_batch(reference, retrieval_config)
+    per_call = retrieval.train_retrieval(
+        retrieval.fresh_retrieval_model(retrieval_config), reference, retrieval_config,
+        learning_rate=retrieval_config.learning_rate, epochs=1,
+    )  # fmt: skip
     floor = truth["noise_floor_mse"]
     write_result(
         "model_training",
@@ -88,6 +140,21 @@ def main() -> None:
             "warm_start_50k": {
                 "epochs": warm_report.epochs, "train_s": round(warm_report.seconds, 3), "with_load_s": warm_total["wall_s"],
                 "examples_per_s": round(warm_report.examples_per_second),
+            },
+            "retrieval": {
+                "full_training": {
+                    "pairs": retrieval_full.examples, "epochs": retrieval_full.epochs, "wall_s": round(retrieval_full.seconds, 2),
+                    "pairs_per_s": round(retrieval_full.examples_per_second),
+                },
+                "warm_start_50k": {
+                    "epochs": retrieval_warm.epochs, "train_s": round(retrieval_warm.seconds, 3),
+                    "pairs_per_s": round(retrieval_warm.examples_per_second),
+                },
+                "side_by_side": {
+                    "pairs": reference.height, "epochs": 1, "steps_per_call": retrieval.STEPS_PER_CALL,
+                    "many_steps_per_call_s": round(per_call.seconds, 2), "one_call_per_batch_s": round(per_batch_s, 2),
+                    "speed_vs_one_call_per_batch": round(per_batch_s / per_call.seconds, 2),
+                },
             },
             "prediction": {"examples": next_day.height, **predicting, "examples_per_s": round(next_day.height / predicting["wall_s"])},
             "next_day_mse": {

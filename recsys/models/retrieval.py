@@ -52,12 +52,12 @@ class RetrievalConfig:
     benchmark file): batch 256 and 20 epochs from fresh weights did best among batches of 128 to
     1024; more epochs gained little.
 
-    Cost: the id tables learn by lazy Adam (`_train_steps`), so a step's time does not depend on
-    `id_buckets`; the artifact's size does (each table and its two moment estimates: 12 MB at
-    2^14 rows). Hence 2^14 rows (MovieLens 100K's 943 users and 1,682 movies fit with few
-    collisions; at MovieLens-32M's 200k users a row is shared by about 12), and a full training
-    sees at most `max_pairs_seen` pairs: all its epochs on a small history, fewer passes over a
-    large one.
+    Cost: Keras' Adam updates every row of both id tables at every step (its update is dense; see
+    `_train_steps` for why it stays so), so a step's time grows with `id_buckets` (measured
+    offline, in the same note: 2^14 rows train about twice as fast as 2^16). Hence 2^14 rows
+    (MovieLens 100K's 943 users and 1,682 movies fit with few collisions; at MovieLens-32M's 200k
+    users a row is shared by about 12), and a full training sees at most `max_pairs_seen` pairs:
+    all its epochs on a small history, fewer passes over a large one.
     """
 
     id_buckets: int = 1 << 14  # rows per hashed id table; ids beyond it share rows
@@ -136,58 +136,29 @@ STEPS_PER_CALL = 16
 
 def _train_steps(model: keras.Model) -> Callable[..., Any]:
     """The traced training loop of `model`: (users, movies, log_q), each (steps, batch), in; the
-    sum of the steps' losses out.
+    sum of the steps' losses out. Each step is one Adam update of every variable.
 
-    The id tables learn by lazy Adam: a step reads and moves only the rows its batch looks up
-    (with their moment estimates), the rest of each table untouched. Keras' Adam updates every
-    row at every step, so a step's cost grew with `id_buckets` (8 ms at 2^14 rows, 29 ms at 2^16,
-    against about 2 ms here at any size up to 2^18, measured at batch 256 on a 2-core CPU); rows
-    are read with a gather on the variable, not through the layer, which would read the whole
-    table. The output layers and the step count are Keras' Adam's, so an artifact saved before
-    warm-starts the same way. Lazy Adam is what embedding tables are usually trained with.
+    Keras' Adam is dense: every row of both id tables moves at every step, as their moment
+    estimates decay, which is a step's main cost (it grows with `id_buckets`). Lazy Adam (only
+    the rows a batch looks up move) trained 5x as fast at 2^14 rows and cost nothing more at
+    2^18, but on MovieLens 100K's replay returning users' NDCG@10 of the retrieval stage fell
+    from 0.129 to 0.116 and of the served lists from 0.156 to 0.148 (the rows of rarely seen
+    ids learn far less without the momentum that keeps moving them), so the update stays dense.
     """
     if model not in _STEPS:
         tf = tensorflow()
-        optimizer = model.optimizer
-        towers = [
-            (model.get_layer(f"{ids}_hash"), model.get_layer(f"{ids}_embedding").embeddings, model.get_layer(vector))
-            for ids, vector in ((USER_ID, USER_VECTOR), (MOVIE_ID, MOVIE_VECTOR))
-        ]
-        outputs = [variable for _, _, layer in towers for variable in layer.trainable_variables]
-        moments = [
-            (optimizer._momentums[optimizer._get_variable_index(table)], optimizer._velocities[optimizer._get_variable_index(table)])
-            for _, table, _ in towers
-        ]
-
-        def lazy_adam(table: Any, moment: tuple[Any, Any], rows: Any, gradient: Any) -> None:
-            # Keras' Adam restricted to the rows looked up (each row's gradients summed first).
-            beta_1, beta_2 = optimizer.beta_1, optimizer.beta_2
-            step = tf.cast(optimizer.iterations + 1, tf.float32)
-            alpha = tf.cast(optimizer.learning_rate, tf.float32) * tf.sqrt(1 - beta_2**step) / (1 - beta_1**step)
-            unique, where = tf.unique(rows)
-            gradient = tf.math.unsorted_segment_sum(gradient, where, tf.shape(unique)[0])
-            m = beta_1 * tf.gather(moment[0].value, unique) + (1 - beta_1) * gradient
-            v = beta_2 * tf.gather(moment[1].value, unique) + (1 - beta_2) * tf.square(gradient)
-            moment[0].value.scatter_update(tf.IndexedSlices(m, unique))
-            moment[1].value.scatter_update(tf.IndexedSlices(v, unique))
-            table.value.scatter_sub(tf.IndexedSlices(alpha * m / (tf.sqrt(v) + optimizer.epsilon), unique))
+        optimizer, variables = model.optimizer, model.trainable_variables
 
         def step(users: Any, movies: Any, log_q: Any) -> Any:
-            rows = [hashing(ids) for (hashing, _, _), ids in zip(towers, (users, movies))]
             with tf.GradientTape() as tape:
-                looked_up = [tf.gather(table.value, found) for (_, table, _), found in zip(towers, rows)]
-                tape.watch(looked_up)
-                user_vectors, movie_vectors = (layer(x) for (_, _, layer), x in zip(towers, looked_up))
-                logits = tf.matmul(user_vectors, movie_vectors, transpose_b=True) - log_q[None, :]
+                vectors = model({USER_ID: users, MOVIE_ID: movies}, training=True)
+                logits = tf.matmul(vectors["user"], vectors["movie"], transpose_b=True) - log_q[None, :]
                 # Another pair of the batch with the same movie is no negative for this user.
                 size = tf.shape(movies)[0]
                 duplicate = tf.equal(movies[:, None], movies[None, :]) & ~tf.eye(size, dtype=tf.bool)
                 logits = tf.where(duplicate, tf.constant(-1e9, logits.dtype), logits)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.range(size), logits))
-            gradients = tape.gradient(loss, looked_up + outputs)
-            for (_, table, _), moment, found, gradient in zip(towers, moments, rows, gradients):
-                lazy_adam(table, moment, found, gradient)
-            optimizer.apply(gradients[len(towers) :], outputs)  # counts the step
+            optimizer.apply(tape.gradient(loss, variables), variables)
             return loss
 
         ids, shares = tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32)
