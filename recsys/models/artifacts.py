@@ -61,7 +61,14 @@ def save_model(model: keras.Model, path: Path | str, factors: MovieFactors | Non
         model.save(partial)
         if factors is not None:
             buffer = io.BytesIO()
-            np.savez(buffer, movie_ids=factors.movie_ids, rows=factors.rows)
+            # The fit's state is kept in float32, half the size (it adds about 14 MB to an
+            # artifact at MovieLens-32M's users and movies); a relative error of 1e-7 in a movie's
+            # sums moves its ridge solution about as little.
+            state = {"user_ids": factors.user_ids}
+            for name in ("user_side", "movie_sums"):
+                value = getattr(factors, name)
+                state[name] = None if value is None else value.astype(np.float32)
+            np.savez(buffer, movie_ids=factors.movie_ids, rows=factors.rows, **{k: v for k, v in state.items() if v is not None})
             with zipfile.ZipFile(partial, "a") as archive:
                 archive.writestr(FACTORS_ENTRY, buffer.getvalue())
         with open(partial, "rb") as written:
@@ -103,7 +110,9 @@ def load_factors(path: Path | str, expected_sha256: str) -> MovieFactors | None:
         if FACTORS_ENTRY not in archive.namelist():
             return None
         with np.load(io.BytesIO(archive.read(FACTORS_ENTRY))) as saved:
-            return MovieFactors(movie_ids=saved["movie_ids"], rows=saved["rows"])
+            # Factors saved before their fit's state was kept have none (see MovieFactors).
+            state = {name: saved[name] for name in ("user_ids", "user_side", "movie_sums") if name in saved.files}
+            return MovieFactors(movie_ids=saved["movie_ids"], rows=saved["rows"], **state)
 
 
 def load_model(path: Path | str, expected_sha256: str, layers: frozenset[str] | None = None) -> keras.Model:

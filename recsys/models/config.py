@@ -86,8 +86,10 @@ class ModelConfig:
     factor_user_bias_reg: float = 5.0
     factor_movie_bias_reg: float = 3.0
     factor_iterations: int = 15  # alternating passes of a full training's fit
-    # and of a warm start's, from the parent's factors (on MovieLens 100K's replay 1 did as well
-    # as 2 or 3: RMSE 0.955; factors refitted only weekly, 0.965)
+    # A warm start carries its parent's fit forward from the users who rated since
+    # (`factors.update_movie_factors`); a parent saved without the fit's state gets this many
+    # passes over every rating instead (on MovieLens 100K's replay 1 did as well as 2 or 3: RMSE
+    # 0.955; factors refitted only weekly, 0.965).
     factor_warm_iterations: int = 1
     fold_in_reg: float = 5.0
     fold_in_bias_reg: float = 12.0

@@ -290,14 +290,23 @@ def rank_day(
     )
 
 
-def warm_start_factors(ratings: pl.DataFrame, parent: registry.ModelVersion, config: ModelConfig) -> factors.MovieFactors | None:
-    """A warm start's movie factors: its parent's, fine-tuned by `factor_warm_iterations`
-    alternating passes over `ratings` (every rating through the day, its movies included)."""
+def warm_start_factors(
+    scores: DayScores, parent: registry.ModelVersion, config: ModelConfig, features: Store, batch: int
+) -> factors.MovieFactors | None:
+    """A warm start's movie factors: its parent's fit carried forward by the users who rated after
+    the parent's last batch (`factors.update_movie_factors`, at what their ratings cost); for a
+    parent saved without its fit's state, `factor_warm_iterations` alternating passes over every
+    rating through the day instead."""
     if not config.factors:
         return None
-    return factors.fit_movie_factors(
-        ratings, config.factor_settings(), start=load_factors(parent), iterations=config.factor_warm_iterations
-    )
+    start = load_factors(parent)
+    if start is None or not start.has_fit_state:
+        return factors.fit_movie_factors(
+            scores.ratings, config.factor_settings(), start=start, iterations=config.factor_warm_iterations
+        )
+    # The day's users' ratings are at hand; a parent trained before yesterday needs more users.
+    since = scores.history if parent.last_batch == batch - 1 else rating_history(features, batch, rated_after=parent.last_batch)
+    return factors.update_movie_factors(start, config.factor_settings(), since, parent.last_batch)
 
 
 def run_day(
@@ -357,7 +366,7 @@ def run_day(
     parent = promoted_now or models.get("warm") or champion
     config = config_of(parent)
     warmed = artifacts.warm_start(parent.artifact, parent.checksum, config)
-    warm_factors = warm_start_factors(scores.ratings, parent, config)
+    warm_factors = warm_start_factors(scores, parent, config, features, batch)
     examples = with_factor_slots(scores.examples.select(EXAMPLE_COLUMNS), config, warm_factors, scores.history)
     report = training.train(warmed, examples, config, learning_rate=config.warm_learning_rate, epochs=config.warm_epochs)
     warm = save_version(

@@ -67,6 +67,18 @@ class MovieFactors:
 
     movie_ids: np.ndarray  # (m,) int64, sorted
     rows: np.ndarray  # (m, k + 2) float32
+    # The alternating fit's state, which lets a warm start carry it forward from the users who
+    # rated since (`update_movie_factors`): each user's last solve [p_u, b_u] (by id, sorted), and
+    # each movie's sums over its ratings (upper triangle of sum z z^T and sum z y, z = [p_u, 1],
+    # y = rating - global_mean - b_u), from which its row was solved. None in factors saved
+    # before the state was kept.
+    user_ids: np.ndarray | None = None  # (n,) int64, sorted
+    user_side: np.ndarray | None = None  # (n, k + 1) float64
+    movie_sums: np.ndarray | None = None  # (m, (k + 1)(k + 2) / 2 + k + 1) float64, rows as movie_ids
+
+    @property
+    def has_fit_state(self) -> bool:
+        return self.user_side is not None and self.movie_sums is not None
 
     @classmethod
     def empty(cls, settings: FactorSettings) -> MovieFactors:
@@ -102,13 +114,26 @@ def _solve(gram_upper: np.ndarray, moment: np.ndarray, ridge: np.ndarray) -> np.
     return np.linalg.solve(gram.transpose(2, 0, 1), moment.T[:, :, None])[:, :, 0]
 
 
-def _half_step(ratings: sparse.csr_matrix, residual: sparse.csr_matrix, other: np.ndarray, ridge: np.ndarray) -> np.ndarray:
-    """One side's ridge solutions given the other side's z rows (n_other, d): for each row i of the
-    rating matrix, (sum over its ratings of z z^T + ridge)^-1 sum z y. The sums are sparse-dense
-    products: the 0/1 rating matrix times each z's outer product, the residual matrix times z."""
+def _sums(ratings: sparse.csr_matrix, residual: sparse.csr_matrix, other: np.ndarray) -> np.ndarray:
+    """For each row i of the rating matrix, the sums over its ratings of z z^T (upper triangle)
+    and z y, given the other side's z rows (n_other, d): (rows, d (d + 1) / 2 + d). They are
+    sparse-dense products: the 0/1 rating matrix times each z's outer product, the residual
+    matrix times z."""
     rows, columns = _upper(other.shape[1])
     outer = other[:, rows] * other[:, columns]  # (n_other, d (d + 1) / 2)
-    return _solve((ratings @ outer).T, (residual @ other).T, ridge)
+    return np.hstack([ratings @ outer, residual @ other])
+
+
+def _solve_sums(sums: np.ndarray, ridge: np.ndarray) -> np.ndarray:
+    """The ridge solutions (sum z z^T + ridge)^-1 sum z y of `_sums`' rows."""
+    pairs = sums.shape[1] - len(ridge)
+    return _solve(np.ascontiguousarray(sums[:, :pairs].T), np.ascontiguousarray(sums[:, pairs:].T), ridge)
+
+
+def _half_step(ratings: sparse.csr_matrix, residual: sparse.csr_matrix, other: np.ndarray, ridge: np.ndarray) -> np.ndarray:
+    """One side's ridge solutions given the other side's z rows (n_other, d): for each row i of the
+    rating matrix, (sum over its ratings of z z^T + ridge)^-1 sum z y."""
+    return _solve_sums(_sums(ratings, residual, other), ridge)
 
 
 def fit_movie_factors(
@@ -125,7 +150,7 @@ def fit_movie_factors(
     if ratings.height == 0:
         raise RecsysError("The ratings to fit movie factors on are empty.")
     k = settings.factors
-    users, _ = id_positions(ratings["user_id"])
+    users, user_ids = id_positions(ratings["user_id"])
     movies, movie_ids = id_positions(ratings["movie_id"])
     centered = (ratings["rating"].cast(pl.Float64) - ratings["global_mean"].cast(pl.Float64)).to_numpy()
     n_users, n_movies = int(users.max()) + 1, len(movie_ids)
@@ -138,18 +163,112 @@ def fit_movie_factors(
         previous = start.lookup(movie_ids[known])
         movie_side[known] = np.column_stack([previous[:, :k], previous[:, k + 1]])
     user_side = np.zeros((n_users, k + 1))  # [p_u, b_u]
-    user_ridge = np.r_[np.full(k, settings.factor_reg), settings.user_bias_reg]
-    movie_ridge = np.r_[np.full(k, settings.factor_reg), settings.movie_bias_reg]
+    user_ridge, movie_ridge = _ridges(settings)
+
+    def movie_sums() -> np.ndarray:
+        # Movies given users: y = centered - b_u, regressed on [p_u, 1].
+        residual = sparse.csr_matrix((centered - user_side[users, k], (movies, users)), shape=(n_movies, n_users))
+        return _sums(rated_t, residual, np.column_stack([user_side[:, :k], np.ones(n_users)]))
+
+    sums = None
     for _ in range(settings.iterations if iterations is None else iterations):
         # Users given movies: y = centered - b_i, regressed on [q_i, 1].
         residual = sparse.csr_matrix((centered - movie_side[movies, k], (users, movies)), shape=(n_users, n_movies))
         user_side = _half_step(rated, residual, np.column_stack([movie_side[:, :k], np.ones(n_movies)]), user_ridge)
-        # Movies given users: y = centered - b_u, regressed on [p_u, 1].
-        residual = sparse.csr_matrix((centered - user_side[users, k], (movies, users)), shape=(n_movies, n_users))
-        movie_side = _half_step(rated_t, residual, np.column_stack([user_side[:, :k], np.ones(n_users)]), movie_ridge)
+        sums = movie_sums()
+        movie_side = _solve_sums(sums, movie_ridge)
+    if sums is None:  # no pass: the sums of the users as they stand
+        sums = movie_sums()
+    rated_users = np.bincount(users, minlength=n_users) > 0
     rated_movies = np.bincount(movies, minlength=n_movies) > 0  # positions may include ids nobody rated
     rows = np.column_stack([movie_side[:, :k], np.ones(n_movies), movie_side[:, k]])[rated_movies].astype(np.float32)
-    return MovieFactors(movie_ids=movie_ids[rated_movies].astype(np.int64), rows=rows)
+    return MovieFactors(
+        movie_ids=movie_ids[rated_movies].astype(np.int64), rows=rows, user_ids=user_ids[rated_users].astype(np.int64),
+        user_side=user_side[rated_users], movie_sums=sums[rated_movies],
+    )  # fmt: skip
+
+
+def _ridges(settings: FactorSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The ALS ridges of the user side [p_u, b_u] and of the movie side [q_i, b_i]."""
+    k = settings.factors
+    return (
+        np.r_[np.full(k, settings.factor_reg), settings.user_bias_reg],
+        np.r_[np.full(k, settings.factor_reg), settings.movie_bias_reg],
+    )
+
+
+def _rating_terms(side: np.ndarray, centered: np.ndarray) -> np.ndarray:
+    """Each rating's terms of its movie's sums, from its user's side [p_u, b_u]: the upper
+    triangle of z z^T and z y, z = [p_u, 1], y = centered - b_u; (ratings, width)."""
+    z = np.column_stack([side[:, :-1], np.ones(len(side))])
+    rows, columns = _upper(z.shape[1])
+    return np.hstack([z[:, rows] * z[:, columns], z * (centered - side[:, -1])[:, None]])
+
+
+def update_movie_factors(factors: MovieFactors, settings: FactorSettings, history: pl.DataFrame, after_batch: int) -> MovieFactors:
+    """The alternating fit carried forward by the users who rated after batch `after_batch`:
+    `history` holds all their ratings (user_id, movie_id, rating, global_mean, batch), those up
+    to `after_batch` being in `factors`' sums already. Each of them is solved again from all
+    their ratings given the movies, their earlier ratings' terms in the movies' sums are replaced
+    by the new ones (their new ratings' added), and every movie they rated is solved again.
+
+    Why: a pass of the fit over the whole history costs what the history does (about 2 s a day
+    at 5M ratings on a 2-core CPU, growing with the archive); this is the same alternating least
+    squares with its users' half-step restricted to the ones with new ratings, at what their
+    ratings cost. The other users' sides are where the fit left them, as their ratings are.
+    """
+    if not factors.has_fit_state:
+        raise RecsysError("These movie factors were saved without their fit's state: fit them again to update them.")
+    k = settings.factors
+    user_ridge, movie_ridge = _ridges(settings)
+    if history.height == 0:
+        return factors
+    user_ids, users = np.unique(history["user_id"].cast(pl.Int64).to_numpy(), return_inverse=True)
+    rated_ids = history["movie_id"].cast(pl.Int64).to_numpy()
+    movie_ids = np.union1d(factors.movie_ids, rated_ids)
+    movies = np.searchsorted(movie_ids, rated_ids)
+    known = np.searchsorted(movie_ids, factors.movie_ids)
+    sums = np.zeros((len(movie_ids), factors.movie_sums.shape[1]))
+    sums[known] = factors.movie_sums
+    movie_side = np.zeros((len(movie_ids), k + 1))  # a movie new to the fit starts at 0
+    movie_side[known] = np.column_stack([factors.rows[:, :k], factors.rows[:, k + 1]])
+    centered = (history["rating"].cast(pl.Float64) - history["global_mean"].cast(pl.Float64)).to_numpy()
+
+    # Their earlier ratings' terms, with the sides they were added with, come out.
+    earlier = history["batch"].to_numpy() <= after_batch
+    where = np.minimum(np.searchsorted(factors.user_ids, user_ids), len(factors.user_ids) - 1)
+    found = factors.user_ids[where] == user_ids
+    if not found[np.unique(users[earlier])].all():
+        raise RecsysError("The movie factors' state lacks users whose earlier ratings it should hold.")
+    old_side = np.zeros((len(user_ids), k + 1))
+    old_side[found] = factors.user_side[where[found]]
+    _add_by_movie(sums, movies[earlier], -_rating_terms(old_side[users[earlier]], centered[earlier]))
+    # Users given movies, from all their ratings; then their terms go in with the new sides.
+    shape = (len(user_ids), len(movie_ids))
+    rated = sparse.csr_matrix((np.ones(len(users)), (users, movies)), shape=shape)
+    residual = sparse.csr_matrix((centered - movie_side[movies, k], (users, movies)), shape=shape)
+    new_side = _half_step(rated, residual, np.column_stack([movie_side[:, :k], np.ones(len(movie_ids))]), user_ridge)
+    _add_by_movie(sums, movies, _rating_terms(new_side[users], centered))
+    # Movies given users: the ones these users rated.
+    touched = np.unique(movies)
+    movie_side[touched] = _solve_sums(sums[touched], movie_ridge)
+
+    count = sums[:, len(_upper(k + 1)[0]) - 1]  # the (1, 1) entry of sum z z^T: the movie's ratings
+    kept = count > 0.5
+    all_users = np.union1d(factors.user_ids, user_ids)
+    side = np.zeros((len(all_users), k + 1))
+    side[np.searchsorted(all_users, factors.user_ids)] = factors.user_side
+    side[np.searchsorted(all_users, user_ids)] = new_side
+    rows = np.column_stack([movie_side[:, :k], np.ones(len(movie_ids)), movie_side[:, k]])[kept].astype(np.float32)
+    return MovieFactors(
+        movie_ids=movie_ids[kept], rows=rows, user_ids=all_users, user_side=side, movie_sums=sums[kept]
+    )
+
+
+def _add_by_movie(sums: np.ndarray, movies: np.ndarray, terms: np.ndarray) -> None:
+    """sums[movie] += each rating's terms, summed per movie."""
+    for column in range(sums.shape[1]):
+        sums[:, column] += np.bincount(movies, weights=terms[:, column], minlength=len(sums))
 
 
 def _terms(factors: MovieFactors, settings: FactorSettings, history: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,14 @@ import pytest
 from recsys.errors import RecsysError
 from recsys.models import factors
 from recsys.models.config import ModelConfig
-from recsys.models.factors import FactorSettings, MovieFactors, fit_movie_factors, fold_in, fold_in_latest
+from recsys.models.factors import (
+    FactorSettings,
+    MovieFactors,
+    fit_movie_factors,
+    fold_in,
+    fold_in_latest,
+    update_movie_factors,
+)
 from recsys.models.versions import with_factor_slots
 
 SETTINGS = FactorSettings(factors=3, iterations=10)
@@ -129,6 +136,61 @@ def test_a_warm_start_begins_at_its_parents_factors():
     np.testing.assert_array_equal(unchanged.rows[known], parent.lookup(unchanged.movie_ids[known]))
     moved = fit_movie_factors(history, SETTINGS, start=parent, iterations=2)
     assert not np.array_equal(moved.rows[known], unchanged.rows[known])
+
+
+def ridge_rows(ratings: pl.DataFrame, state: MovieFactors) -> dict[int, np.ndarray]:
+    """Each movie's [q, b] solved on its own from all its ratings, given the users' sides in
+    `state` (the movie half-step of the alternating fit, one movie at a time)."""
+    k = SETTINGS.factors
+    side = dict(zip(state.user_ids.tolist(), state.user_side))
+    ridge = np.diag([SETTINGS.factor_reg] * k + [SETTINGS.movie_bias_reg])
+    solved = {}
+    for (movie,), rated in ratings.group_by(["movie_id"]):
+        sides = np.array([side[u] for u in rated["user_id"].to_list()])
+        z = np.column_stack([sides[:, :k], np.ones(len(sides))])
+        y = rated["rating"].to_numpy() - rated["global_mean"].to_numpy() - sides[:, k]
+        solved[movie] = np.linalg.solve(z.T @ z + ridge, z.T @ y)
+    return solved
+
+
+def test_a_warm_start_carries_the_fit_forward_from_the_users_who_rated_since():
+    # Batches 0-1 fitted; batch 2 brings two users' ratings (one user new) and a movie never
+    # rated before. The update must leave every movie exactly where the alternating fit's movie
+    # half-step would put it given every user's side (its sums hold no stale term), solve the
+    # day's users again from all their ratings, and keep every other user's side.
+    history = history_frame(8, rows=1_200, users=30, movies=40).with_columns(batch=pl.col("seq") // 500)
+    day_users = [3, 99]
+    history = history.with_columns(
+        user_id=pl.when(pl.col("batch") < 2).then(pl.col("user_id").replace(99, 1)).otherwise(
+            pl.when(pl.col("seq") % 2 == 0).then(3).otherwise(99)
+        ),
+        movie_id=pl.when((pl.col("batch") == 2) & (pl.col("seq") % 7 == 0)).then(500).otherwise(pl.col("movie_id")),
+    )
+    parent = fit_movie_factors(history.filter(pl.col("batch") < 2), SETTINGS)
+    assert parent.has_fit_state and 99 not in parent.user_ids and 500 not in parent.movie_ids
+    since = history.filter(pl.col("user_id").is_in(day_users))
+    updated = update_movie_factors(parent, SETTINGS, since, after_batch=1)
+
+    solved = ridge_rows(history, updated)
+    assert set(solved) == set(updated.movie_ids.tolist()) and 500 in solved
+    k = SETTINGS.factors
+    for movie, row in zip(updated.movie_ids.tolist(), updated.rows):
+        np.testing.assert_allclose(np.r_[row[:k], row[k + 1]], solved[movie], rtol=1e-4, atol=1e-5)
+    untouched = np.setdiff1d(parent.user_ids, day_users)
+    np.testing.assert_array_equal(
+        updated.user_side[np.searchsorted(updated.user_ids, untouched)], parent.user_side[np.searchsorted(parent.user_ids, untouched)]
+    )
+    # A day user's side: the ridge of all their ratings on the parent's movies (the new movie at
+    # q = 0, b = 0, its rating still telling of the user's bias).
+    rated = since.filter(pl.col("user_id") == 3)
+    rows = parent.lookup(rated["movie_id"].to_numpy()).astype(np.float64)
+    z = np.column_stack([rows[:, :k], np.ones(len(rows))])
+    y = rated["rating"].to_numpy() - rated["global_mean"].to_numpy() - rows[:, k + 1]
+    ridge = np.diag([SETTINGS.factor_reg] * k + [SETTINGS.user_bias_reg])
+    np.testing.assert_allclose(updated.user_side[np.searchsorted(updated.user_ids, 3)], np.linalg.solve(z.T @ z + ridge, z.T @ y), rtol=1e-6)
+    # Factors saved before the state was kept cannot be carried forward.
+    with pytest.raises(RecsysError, match="without their fit's state"):
+        update_movie_factors(MovieFactors(parent.movie_ids, parent.rows), SETTINGS, since, after_batch=1)
 
 
 def test_examples_get_their_slots_only_from_a_history_that_holds_them():

@@ -39,7 +39,7 @@ from recsys.models.config import (
     USER_INPUT_COLUMNS,
     ModelConfig,
 )
-from recsys.models.factors import fit_movie_factors
+from recsys.models.factors import MovieFactors, fit_movie_factors
 from recsys.models.inputs import model_inputs
 from recsys.models.network import embed_movies, embed_users, fresh_model, towers
 from recsys.models.training import batch_loss, metrics, predict, train
@@ -235,7 +235,14 @@ def test_save_and_load_give_identical_predictions(data, parent, tmp_path):
     saved = load_factors(path, checksum)
     np.testing.assert_array_equal(saved.movie_ids, movie_factors.movie_ids)
     np.testing.assert_array_equal(saved.rows, movie_factors.rows)
+    # with the fit's state a warm start carries forward (in float32)
+    np.testing.assert_array_equal(saved.user_ids, movie_factors.user_ids)
+    np.testing.assert_allclose(saved.user_side, movie_factors.user_side, rtol=1e-6)
+    np.testing.assert_allclose(saved.movie_sums, movie_factors.movie_sums, rtol=1e-6)
     assert load_factors(tmp_path / "other.keras", save_model(fitted, tmp_path / "other.keras")) is None
+    # Factors saved without the state load without it.
+    old = MovieFactors(movie_factors.movie_ids, movie_factors.rows)
+    assert not load_factors(tmp_path / "old.keras", save_model(fitted, tmp_path / "old.keras", old)).has_fit_state
 
 
 def test_a_save_that_dies_midway_leaves_the_previous_artifact_whole(parent, tmp_path, monkeypatch):
