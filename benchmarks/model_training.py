@@ -48,12 +48,7 @@ def one_call_per_batch(pairs: pl.DataFrame, config: retrieval.RetrievalConfig) -
     @tf.function(reduce_retracing=True)
     def step(users, movies, log_q):
         with tf.GradientTape() as tape:
-            vectors = model({retrieval.USER_ID: users, retrieval.MOVIE_ID: movies}, training=True)
-            logits = tf.matmul(vectors["user"], vectors["movie"], transpose_b=True) - log_q[None, :]
-            size = tf.shape(movies)[0]
-            duplicate = tf.equal(movies[:, None], movies[None, :]) & ~tf.eye(size, dtype=tf.bool)
-            logits = tf.where(duplicate, tf.constant(-1e9, logits.dtype), logits)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.range(size), logits))
+            loss = retrieval.in_batch_loss(model, users, movies, log_q)
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
