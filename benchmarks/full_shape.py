@@ -5,8 +5,10 @@ day as the schedule makes them, with the weekly retrains they complete.
 Measured: each day's wall seconds and its steps' (days on which either stage's champion changed
 apart, since those rank every user again), the weekly retrain's seconds per million examples,
 peak RSS, and from them the projected time of the whole archive: its 541 days and 77 weekly
-retrains, each retrain costing its measured seconds per million examples seen (epochs times
-examples, both models) times what it would see (linear in that: an assumption the JSON states).
+retrains. A retrain's parts grow differently with the history, so each is projected on its own
+from the registry's training seconds: the rating towers per example-epoch seen, the retrieval
+model per pair seen (3x a rating example on a 2-core CPU), and the rest (reading the examples,
+the factor fit, the factor slots, saving) per example of the history.
 
 The archive is synthetic (`recsys generate`'s model with MovieLens-32M's users and movies), cut
 to the rows the replay needs. It stands for a late day of the archive, where the whole population
@@ -23,9 +25,13 @@ import resource
 from statistics import fmean
 
 from benchmarks.common import PG_SERVER, WORK, run_replay, store_base, write_result
+from recsys.calendar import BOOTSTRAP_BATCH
+from recsys.models import registry
 from recsys.models.config import ModelConfig
 from recsys.models.retrieval import RetrievalConfig
+from recsys.settings import store_urls
 from recsys.sources import synthetic
+from recsys.stores import Store, open_store
 
 USERS, MOVIES, ARCHIVE_ROWS = 200_948, 87_585, 32_000_204  # MovieLens 32M
 BOOTSTRAP, BATCH = 5_000_000, 50_000
@@ -48,11 +54,51 @@ def archive(days: int):
     return path
 
 
+def week_examples(week: int) -> int:
+    """The examples a full retrain after week `week` (0-based) trains on: the bootstrap and the days so far."""
+    return BOOTSTRAP + 7 * (week + 1) * BATCH
+
+
 def examples_seen(week: int) -> int:
-    """Examples (rating) plus pairs (retrieval) a full retrain after week `week` (0-based) sees:
-    each model's epochs over the bootstrap and the week's days so far."""
-    examples = BOOTSTRAP + 7 * (week + 1) * BATCH
+    """Examples (rating) plus pairs (retrieval) a full retrain after week `week` sees: each
+    model's epochs over its examples."""
+    examples = week_examples(week)
     return ModelConfig().full_epochs(examples) * examples + RetrievalConfig().full_epochs(examples) * examples
+
+
+def retrain_rates(features: Store, weekly_s: float) -> dict | None:
+    """Seconds per unit of each part of the replay's weekly retrains: the rating towers per
+    example-epoch, the retrieval model per pair-epoch (both from the registry's training
+    seconds), the rest of the step per example trained on."""
+    rating = [v for v in registry.of_kind(features, "full") if v.last_batch > BOOTSTRAP_BATCH]
+    retrieval = [v for v in registry.of_kind(features, "full", registry.RETRIEVAL) if v.last_batch > BOOTSTRAP_BATCH]
+    if not rating or len(rating) != len(retrieval):
+        return None
+
+    def seen(versions: list) -> int:
+        return sum(v.metrics["examples"] * v.metrics["epochs"] for v in versions)
+
+    rating_s = sum(v.metrics["seconds"] for v in rating)
+    retrieval_s = sum(v.metrics["seconds"] for v in retrieval)
+    return {
+        "retrains": len(rating),
+        "rating_towers_s": round(rating_s, 1),
+        "retrieval_s": round(retrieval_s, 1),
+        "rest_s": round(weekly_s - rating_s - retrieval_s, 1),
+        "rating_s_per_million_example_epochs": round(rating_s / seen(rating) * 1e6, 3),
+        "retrieval_s_per_million_pairs": round(retrieval_s / seen(retrieval) * 1e6, 3),
+        "rest_s_per_million_examples": round((weekly_s - rating_s - retrieval_s) / sum(v.rows for v in rating) * 1e6, 3),
+    }
+
+
+def projected_retrain_s(rates: dict, week: int) -> float:
+    """A retrain after week `week` at `retrain_rates`: each part times what it would see."""
+    examples = week_examples(week)
+    return (
+        rates["rating_s_per_million_example_epochs"] * ModelConfig().full_epochs(examples) * examples
+        + rates["retrieval_s_per_million_pairs"] * RetrievalConfig().full_epochs(examples) * examples
+        + rates["rest_s_per_million_examples"] * examples
+    ) / 1e6
 
 
 def day_figures(days: list[dict]) -> dict:
@@ -102,7 +148,12 @@ def main() -> None:
     changed_share = figures["champion_changed"]["days"] / days
     mean_day = fmean(d["daily_run_s"] for d in report["days"])
     archive_weeks = ARCHIVE_DAYS // 7
-    projected_weekly = (per_million or 0.0) * sum(examples_seen(week) for week in range(archive_weeks)) / 1e6
+    with open_store(store_urls(str(base))["features"]) as features:
+        rates = retrain_rates(features, weekly_s)
+    if rates is None:  # no weekly retrain in the replay: linear in examples seen (none measured: 0)
+        projected_weekly = (per_million or 0.0) * sum(examples_seen(week) for week in range(archive_weeks)) / 1e6
+    else:
+        projected_weekly = sum(projected_retrain_s(rates, week) for week in range(archive_weeks))
     write_result(
         f"full_shape_{args.store}",
         {
@@ -122,6 +173,8 @@ def main() -> None:
             "weekly_retrain_steps_s": weekly,
             "weekly_retrain_examples_seen": seen,
             "weekly_retrain_s_per_million_examples_seen": round(per_million, 2) if per_million else None,
+            "weekly_retrain_parts": rates,
+            "projected_last_retrain_s": round(projected_retrain_s(rates, archive_weeks - 1)) if rates else None,
             "days_detail": [
                 {k: d[k] for k in ("partition", "seconds", "daily_run_s", "step_seconds", "promoted", "retrieval_promoted")}
                 for d in report["days"]
@@ -134,8 +187,9 @@ def main() -> None:
                 "bootstrap_s": round(bootstrap_s),
                 "total_hours": round((ARCHIVE_DAYS * mean_day + projected_weekly + bootstrap_s) / 3600, 1),
                 "assumes": "days cost their measured mean (champion changes at the measured rate); a weekly retrain "
-                "costs its measured seconds per million examples seen times what it would see (both models' "
-                "full_epochs over the bootstrap + 350k examples a week so far)",
+                "costs each part's measured rate (weekly_retrain_parts) times what it would see: the rating towers "
+                "their full_epochs over the bootstrap + 350k examples a week so far, the retrieval model its pairs, "
+                "the rest the examples",
             },
             "mean_mse": summary["mean_mse"],
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),

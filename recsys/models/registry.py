@@ -89,6 +89,11 @@ def latest(store: Store, kind: str, before_batch: int, stage: str = RATING) -> M
     return found[-1] if found else None
 
 
+def of_kind(store: Store, kind: str, stage: str = RATING) -> list[ModelVersion]:
+    """Every version of a stage and kind, oldest first."""
+    return _versions(store, "kind = $kind AND stage = $stage", {"kind": kind, "stage": stage})
+
+
 def set_status(store: Store, version: str, status: str) -> None:
     store.execute("UPDATE model_versions SET status = $status WHERE version = $version", {"status": status, "version": version})
 
