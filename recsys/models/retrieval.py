@@ -52,12 +52,14 @@ class RetrievalConfig:
     benchmark file): batch 256 and 20 epochs from fresh weights did best among batches of 128 to
     1024; more epochs gained little.
 
-    Cost: Keras' Adam updates every row of both id tables at every step (its update is dense; see
-    `_train_steps` for why it stays so), so a step's time grows with `id_buckets` (measured
-    offline, in the same note: 2^14 rows train about twice as fast as 2^16). Hence 2^14 rows
-    (MovieLens 100K's 943 users and 1,682 movies fit with few collisions; at MovieLens-32M's 200k
-    users a row is shared by about 12), and a full training sees at most `max_pairs_seen` pairs:
-    all its epochs on a small history, fewer passes over a large one.
+    Cost: a step's time does not depend on `id_buckets` (lazy Adam, `_train_steps`); the
+    artifact's size does (both tables with Adam's two moments: 12 MB at 2^14 rows, 100 MB at
+    2^17). MovieLens 100K's 943 users and 1,682 movies fit 2^14 rows with few collisions. At
+    MovieLens-32M's 200k users and 87k movies a row is shared by about 12 users and 5 movies, and
+    it shows: trained on the latest 2M pairs of the full-shape archive, returning users'
+    NDCG@10 of the retrieval stage alone was 0.005 at 2^14 rows, 0.011 at 2^16 and 0.018 at 2^17,
+    most popular 0.027 (by hand, on synthetic data; see issue 14's note). A full training sees at
+    most `max_pairs_seen` pairs: all its epochs on a small history, fewer passes over a large one.
     """
 
     id_buckets: int = 1 << 14  # rows per hashed id table; ids beyond it share rows
@@ -129,12 +131,15 @@ def _towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return _TOWERS[model]
 
 
-def in_batch_loss(model: keras.Model, users: Any, movies: Any, log_q: Any) -> Any:
+def in_batch_loss(model: keras.Model, users: Any, movies: Any, log_q: Any, vectors: list[Any] | None = None) -> Any:
     """The batch's in-batch softmax loss: each user's own movie against the batch's other movies,
-    every logit less the log of its movie's share of the pairs (logQ correction)."""
+    every logit less the log of its movie's share of the pairs (logQ correction). `vectors`: the
+    towers' outputs (user, movie) when the caller computed them, else the model's."""
     tf = tensorflow()
-    vectors = model({USER_ID: users, MOVIE_ID: movies}, training=True)
-    logits = tf.matmul(vectors["user"], vectors["movie"], transpose_b=True) - log_q[None, :]
+    if vectors is None:
+        outputs = model({USER_ID: users, MOVIE_ID: movies}, training=True)
+        vectors = [outputs["user"], outputs["movie"]]
+    logits = tf.matmul(vectors[0], vectors[1], transpose_b=True) - log_q[None, :]
     # Another pair of the batch with the same movie is no negative for this user.
     size = tf.shape(movies)[0]
     duplicate = tf.equal(movies[:, None], movies[None, :]) & ~tf.eye(size, dtype=tf.bool)
@@ -147,25 +152,90 @@ def in_batch_loss(model: keras.Model, users: Any, movies: Any, log_q: Any) -> An
 STEPS_PER_CALL = 16
 
 
-def _train_steps(model: keras.Model) -> Callable[..., Any]:
-    """The traced training loop of `model`: (users, movies, log_q), each (steps, batch), in; the
-    sum of the steps' losses out. Each step is one Adam update of every variable.
+def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., Any], Callable[[], Any]]:
+    """`model`'s traced training calls: `start` before the first step of a training, `steps`
+    ((users, movies, log_q), each (steps, batch), in; the sum of the steps' losses out) and
+    `settle` after its last step.
 
-    Keras' Adam is dense: every row of both id tables moves at every step, as their moment
-    estimates decay, which is a step's main cost (it grows with `id_buckets`). Lazy Adam (only
-    the rows a batch looks up move) trained 5x as fast at 2^14 rows and cost nothing more at
-    2^18, but on MovieLens 100K's replay returning users' NDCG@10 of the retrieval stage fell
-    from 0.129 to 0.116 and of the served lists from 0.156 to 0.148 (the rows of rarely seen
-    ids learn far less without the momentum that keeps moving them), so the update stays dense.
+    The id tables learn by Adam, lazily: a step reads and moves only the rows its batch looks up,
+    gathered from the variable. Keras' Adam is dense: every row moves at every step as its moment
+    estimates decay, which cost most of a step and grew with `id_buckets` (8 ms a step at 2^14
+    rows, 29 ms at 2^16, batch 256 on a 2-core CPU; about 2 ms here at any size). That motion
+    matters: plain lazy Adam, which drops it, lowered MovieLens 100K's returning-user NDCG@10 of
+    the retrieval stage from 0.129 to 0.116. So a row catches up when it is next looked up, and
+    every row when training stops: the steps it sat out each moved it by alpha m / sqrt(v) with
+    m and v decayed by beta_1 and beta_2 a step, a geometric sum in r = beta_1 / sqrt(beta_2)
+    (the first idle step's alpha stands for the others', and epsilon is left out of them), and
+    a gradient's square goes into v lookup by lookup as Keras' Adam does it. Updates equal Keras'
+    where every row is looked up at every step; on MovieLens 100K's replay the retrieval stage's
+    returning-user NDCG@10 was 0.130 against Keras' 0.129, the served lists' 0.153 and 0.154.
+    The output layers are Keras' Adam's, which also counts the steps.
     """
     if model not in _STEPS:
         tf = tensorflow()
-        optimizer, variables = model.optimizer, model.trainable_variables
+        optimizer = model.optimizer
+        beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
+        ratio = beta_1 / math.sqrt(beta_2)
+        towers = [
+            (model.get_layer(f"{ids}_hash"), model.get_layer(f"{ids}_embedding").embeddings, model.get_layer(vector))
+            for ids, vector in ((USER_ID, USER_VECTOR), (MOVIE_ID, MOVIE_VECTOR))
+        ]
+        outputs = [variable for _, _, layer in towers for variable in layer.trainable_variables]
+        moments = [
+            (optimizer._momentums[optimizer._get_variable_index(table)], optimizer._velocities[optimizer._get_variable_index(table)])
+            for _, table, _ in towers
+        ]
+        # The step at which each row was last moved (not saved: every call ends settled).
+        moved_at = [tf.Variable(tf.zeros(table.shape[0], tf.int64), trainable=False) for _, table, _ in towers]
+
+        def alpha(step: Any) -> Any:
+            step = tf.cast(step, tf.float32)
+            return tf.cast(optimizer.learning_rate, tf.float32) * tf.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+
+        def catch_up(table: Any, moment: tuple[Any, Any], moved: Any, rows: Any, now: Any) -> tuple[Any, Any]:
+            """Move `rows` as the steps since their last move and before `now` would have; their
+            decayed moments."""
+            last = tf.gather(moved, rows)
+            idle = tf.cast(now - 1 - last, tf.float32)
+            m, v = tf.gather(moment[0].value, rows), tf.gather(moment[1].value, rows)
+            travelled = alpha(last + 1) * ratio * (1 - ratio**idle) / (1 - ratio)
+            table.value.scatter_sub(tf.IndexedSlices(travelled[:, None] * m / (tf.sqrt(v) + epsilon), rows))
+            return m * (beta_1 ** idle)[:, None], v * (beta_2 ** idle)[:, None]
+
+        def caught_up(table: Any, moment: tuple[Any, Any], moved: Any, rows: Any) -> Any:
+            """Bring the rows a step looks up to where dense Adam would have them before it; the
+            unique rows and each row's position among them."""
+            now = optimizer.iterations + 1
+            unique, where = tf.unique(rows)
+            m, v = catch_up(table, moment, moved, unique, now)
+            moment[0].value.scatter_update(tf.IndexedSlices(m, unique))
+            moment[1].value.scatter_update(tf.IndexedSlices(v, unique))
+            moved.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(unique), now), unique))
+            return unique, where
+
+        def lazy_adam(table: Any, moment: tuple[Any, Any], unique: Any, where: Any, gradient: Any) -> None:
+            # As Keras' Adam takes a gathered table's gradient: each lookup's part adds to m, and
+            # its square to v (a row looked up twice in a batch gets two squares, not one).
+            count = tf.shape(unique)[0]
+            m = beta_1 * tf.gather(moment[0].value, unique) + (1 - beta_1) * tf.math.unsorted_segment_sum(gradient, where, count)
+            v = beta_2 * tf.gather(moment[1].value, unique) + (1 - beta_2) * tf.math.unsorted_segment_sum(
+                tf.square(gradient), where, count
+            )
+            moment[0].value.scatter_update(tf.IndexedSlices(m, unique))
+            moment[1].value.scatter_update(tf.IndexedSlices(v, unique))
+            table.value.scatter_sub(tf.IndexedSlices(alpha(optimizer.iterations + 1) * m / (tf.sqrt(v) + epsilon), unique))
 
         def step(users: Any, movies: Any, log_q: Any) -> Any:
+            rows = [hashing(ids) for (hashing, _, _), ids in zip(towers, (users, movies))]
+            found = [caught_up(table, moment, moved, r) for (_, table, _), moment, moved, r in zip(towers, moments, moved_at, rows)]
             with tf.GradientTape() as tape:
-                loss = in_batch_loss(model, users, movies, log_q)
-            optimizer.apply(tape.gradient(loss, variables), variables)
+                looked_up = [tf.gather(table.value, r) for (_, table, _), r in zip(towers, rows)]
+                tape.watch(looked_up)
+                loss = in_batch_loss(model, users, movies, log_q, [layer(x) for (_, _, layer), x in zip(towers, looked_up)])
+            gradients = tape.gradient(loss, looked_up + outputs)
+            for (_, table, _), moment, (unique, where), gradient in zip(towers, moments, found, gradients):
+                lazy_adam(table, moment, unique, where, gradient)
+            optimizer.apply(gradients[len(towers) :], outputs)  # counts the step
             return loss
 
         ids, shares = tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32)
@@ -177,7 +247,22 @@ def _train_steps(model: keras.Model) -> Callable[..., Any]:
                 total += step(users[index], movies[index], log_q[index])
             return total
 
-        _STEPS[model] = steps
+        @tf.function
+        def settle() -> None:
+            # Every row caught up to the last step, as if it had moved at each.
+            for (_, table, _), moment, moved in zip(towers, moments, moved_at):
+                every = tf.range(tf.shape(moved)[0], dtype=tf.int64)
+                m, v = catch_up(table, moment, moved, every, optimizer.iterations + 1)
+                moment[0].value.assign(m)
+                moment[1].value.assign(v)
+                moved.assign(tf.fill(tf.shape(moved), optimizer.iterations))
+
+        @tf.function
+        def start() -> None:
+            for moved in moved_at:
+                moved.assign(tf.fill(tf.shape(moved), optimizer.iterations))
+
+        _STEPS[model] = (start, steps, settle)
     return _STEPS[model]
 
 
@@ -193,7 +278,8 @@ def train_retrieval(model: keras.Model, pairs: pl.DataFrame, config: RetrievalCo
     share = pairs.group_by("movie_id").len().with_columns(log_q=(pl.col("len") / pairs.height).log())
     log_q = pairs.select("movie_id").join(share, on="movie_id", how="left", maintain_order="left")["log_q"].to_numpy().astype(np.float32)
     model.optimizer.learning_rate = learning_rate
-    steps = _train_steps(model)
+    start, steps, settle = _train_steps(model)
+    start()
     rng = np.random.default_rng(config.seed)
     n, batch = len(users), config.batch_size
     full = n // batch * batch
@@ -209,6 +295,7 @@ def train_retrieval(model: keras.Model, pairs: pl.DataFrame, config: RetrievalCo
         sums = [(steps(tf.constant(users[c]), tf.constant(movies[c]), tf.constant(log_q[c])), c.shape[1]) for c in calls]
         seen = sum(c.size for c in calls)
         epoch_losses.append(sum(float(total) * size for total, size in sums) / max(1, seen))
+    settle()
     seconds = time.perf_counter() - started
     return TrainReport(
         examples=n, epochs=epochs, learning_rate=learning_rate, seconds=seconds,
