@@ -29,9 +29,10 @@ from recsys.features.point_in_time import (
     empty_user_state,
     movie_features,
 )
-from recsys.models import artifacts, network, retrieval, training
+from recsys.models import artifacts, factors, network, retrieval, training
 from recsys.models.baselines import BiasBaseline
 from recsys.models.config import ModelConfig
+from recsys.models.versions import with_factor_slots
 from recsys.sources.blocks import read_blocks
 
 BLOCK = 50_000
@@ -82,6 +83,13 @@ def main() -> None:
     next_day = examples.filter(pl.col("batch") == history_blocks)
 
     config = ModelConfig()
+    # As the pipeline's full training does (recsys.models.versions.train_full): movie factors
+    # fitted on the history, each example with its user folded in at its time.
+    with timed() as factor_fit:
+        movie_factors = factors.fit_movie_factors(history, config.factor_settings())
+    with timed() as factor_slots:
+        history = with_factor_slots(history, config, movie_factors, history)
+    next_day = with_factor_slots(next_day, config, movie_factors, examples.filter(pl.col("batch") <= history_blocks))
     model = network.fresh_model(config)
     full = training.train(model, history, config, learning_rate=config.learning_rate, epochs=config.epochs)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,6 +139,8 @@ def main() -> None:
                 "examples": full.examples, "epochs": full.epochs, "wall_s": round(full.seconds, 2),
                 "examples_per_s": round(full.examples_per_second),
             },
+            "factor_fit": {"ratings": history.height, "iterations": config.factor_iterations, **factor_fit},
+            "factor_slots": {"examples": history.height, **factor_slots},
             "bias_fit": {"ratings": past.height, **bias_fit},
             "warm_start_50k": {
                 "epochs": warm_report.epochs, "train_s": round(warm_report.seconds, 3), "with_load_s": warm_total["wall_s"],

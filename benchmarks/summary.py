@@ -92,6 +92,12 @@ def table() -> str:
         lines.append(
             f"| user+item bias fit on {model['bias_fit']['ratings'] / 1e6:.1f}M ratings | {model['bias_fit']['wall_s']:.2f} s | | < 3 s |"
         )
+        if "factor_fit" in model:
+            lines.append(
+                f"| the full training's movie factors: fit ({model['factor_fit']['iterations']} passes) on "
+                f"{model['factor_fit']['ratings'] / 1e6:.1f}M ratings; every example's user folded in | "
+                f"{model['factor_fit']['wall_s']:.0f} s; {model['factor_slots']['wall_s']:.0f} s | | |"
+            )
         lines.append(f"| prediction throughput | {rate(model['prediction']['examples_per_s'])} examples/s | | |")
         retrieval = model.get("retrieval")
         if retrieval:
