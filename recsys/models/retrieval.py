@@ -225,6 +225,9 @@ def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., A
             moment[1].value.scatter_update(tf.IndexedSlices(v, unique))
             table.value.scatter_sub(tf.IndexedSlices(alpha(optimizer.iterations + 1) * m / (tf.sqrt(v) + epsilon), unique))
 
+        # Plain TensorFlow, nothing for AutoGraph to convert in the loop's body (it would warn
+        # that it cannot read a Keras internal's source).
+        @tf.autograph.experimental.do_not_convert
         def step(users: Any, movies: Any, log_q: Any) -> Any:
             rows = [hashing(ids) for (hashing, _, _), ids in zip(towers, (users, movies))]
             found = [caught_up(table, moment, moved, r) for (_, table, _), moment, moved, r in zip(towers, moments, moved_at, rows)]
