@@ -250,7 +250,8 @@ def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., A
                 total += step(users[index], movies[index], log_q[index])
             return total
 
-        @tf.function
+        # `settle` and `start` run eagerly: once per training, where tracing them for each new model
+        # would cost more than running them.
         def settle() -> None:
             # Every row caught up to the last step, as if it had moved at each.
             for (_, table, _), moment, moved in zip(towers, moments, moved_at):
@@ -260,7 +261,6 @@ def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., A
                 moment[1].value.assign(v)
                 moved.assign(tf.fill(tf.shape(moved), optimizer.iterations))
 
-        @tf.function
         def start() -> None:
             for moved in moved_at:
                 moved.assign(tf.fill(tf.shape(moved), optimizer.iterations))
