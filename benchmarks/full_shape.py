@@ -102,9 +102,10 @@ def projected_retrain_s(rates: dict, week: int) -> float:
 
 
 def day_figures(days: list[dict]) -> dict:
-    """Mean seconds per day and per layer, for days with and without a champion change, and the
-    changed days split by stage: a new rating champion alone orders stored retrieval candidates
-    again, a new retrieval champion searches the catalog for everyone."""
+    """Mean seconds per day and per layer, for days with and without a champion change (the first
+    day counted with them), and the changed days split by stage: a new rating champion alone
+    orders stored retrieval candidates again, a new retrieval champion (or the first day)
+    searches the catalog for everyone."""
 
     def summary(chosen: list[dict]) -> dict:
         if not chosen:
@@ -115,12 +116,15 @@ def day_figures(days: list[dict]) -> dict:
         }
         return {"days": len(chosen), "wall_s": round(fmean(d["daily_run_s"] for d in chosen), 2), "steps_s": layers}
 
-    changed = [d for d in days if d["promoted"] or d["retrieval_promoted"]]
+    # The first day has no lists to carry: it searches the catalog for everyone, as a day with a
+    # new retrieval champion does, whether or not a champion changed.
+    searched = [d for i, d in enumerate(days) if i == 0 or d["retrieval_promoted"]]
+    changed = [d for d in days if d in searched or d["promoted"]]
     return {
         "champion_changed": summary(changed),
         "champion_unchanged": summary([d for d in days if d not in changed]),
-        "rating_champion_only": summary([d for d in changed if not d["retrieval_promoted"]]),
-        "retrieval_champion_changed": summary([d for d in changed if d["retrieval_promoted"]]),
+        "rating_champion_only": summary([d for d in changed if d not in searched]),
+        "retrieval_champion_changed": summary(searched),
     }
 
 
