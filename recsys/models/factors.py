@@ -73,8 +73,8 @@ class MovieFactors:
     # y = rating - global_mean - b_u), from which its row was solved. None in factors saved
     # before the state was kept.
     user_ids: np.ndarray | None = None  # (n,) int64, sorted
-    user_side: np.ndarray | None = None  # (n, k + 1) float64
-    movie_sums: np.ndarray | None = None  # (m, (k + 1)(k + 2) / 2 + k + 1) float64, rows as movie_ids
+    user_side: np.ndarray | None = None  # (n, k + 1) float64 (float32 once saved)
+    movie_sums: np.ndarray | None = None  # (m, (k + 1)(k + 2) / 2 + k + 1), rows as movie_ids, as user_side
 
     @property
     def has_fit_state(self) -> bool:
