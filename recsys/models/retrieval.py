@@ -269,6 +269,13 @@ def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., A
     return _STEPS[model]
 
 
+def movie_log_shares(pairs: pl.DataFrame) -> np.ndarray:
+    """Each pair's log of its movie's share of the pairs: how often the movie is sampled as an
+    in-batch negative, the logQ correction (float32, in `pairs`' order)."""
+    share = pairs.group_by("movie_id").len().with_columns(log_q=(pl.col("len") / pairs.height).log())
+    return pairs.select("movie_id").join(share, on="movie_id", how="left", maintain_order="left")["log_q"].to_numpy().astype(np.float32)
+
+
 def train_retrieval(model: keras.Model, pairs: pl.DataFrame, config: RetrievalConfig, *, learning_rate: float, epochs: int) -> TrainReport:
     """Train `model` in place on the (user_id, movie_id) pairs, in seeded shuffled batches."""
     if pairs.height == 0:
@@ -277,9 +284,7 @@ def train_retrieval(model: keras.Model, pairs: pl.DataFrame, config: RetrievalCo
     started = time.perf_counter()
     users = pairs["user_id"].cast(pl.Int64).to_numpy()
     movies = pairs["movie_id"].cast(pl.Int64).to_numpy()
-    # Each movie's share of the pairs: how often it is sampled as an in-batch negative.
-    share = pairs.group_by("movie_id").len().with_columns(log_q=(pl.col("len") / pairs.height).log())
-    log_q = pairs.select("movie_id").join(share, on="movie_id", how="left", maintain_order="left")["log_q"].to_numpy().astype(np.float32)
+    log_q = movie_log_shares(pairs)
     model.optimizer.learning_rate = learning_rate
     start, steps, settle = _train_steps(model)
     start()

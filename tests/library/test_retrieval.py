@@ -115,8 +115,7 @@ def keras_adam(model, pairs: pl.DataFrame, config: RetrievalConfig, epochs: int)
         optimizer.apply(tape.gradient(loss, variables), variables)
 
     users, movies = pairs["user_id"].cast(pl.Int64).to_numpy(), pairs["movie_id"].cast(pl.Int64).to_numpy()
-    share = pairs.group_by("movie_id").len().with_columns(log_q=(pl.col("len") / pairs.height).log())
-    log_q = pairs.select("movie_id").join(share, on="movie_id", how="left", maintain_order="left")["log_q"].to_numpy().astype(np.float32)
+    log_q = retrieval.movie_log_shares(pairs)
     optimizer.learning_rate = config.learning_rate
     rng = np.random.default_rng(config.seed)
     for _ in range(epochs):
