@@ -59,11 +59,19 @@ def week_examples(week: int) -> int:
     return BOOTSTRAP + 7 * (week + 1) * BATCH
 
 
+def retrieval_pairs_seen(examples: int) -> int:
+    """Pairs a full retrieval training sees on a history of `examples`: its epochs over at most the
+    latest `max_pairs_seen` of them (`versions.train_full`)."""
+    config = RetrievalConfig()
+    pairs = min(examples, config.max_pairs_seen)
+    return config.full_epochs(pairs) * pairs
+
+
 def examples_seen(week: int) -> int:
     """Examples (rating) plus pairs (retrieval) a full retrain after week `week` sees: each
-    model's epochs over its examples."""
+    model's epochs over what it learns from."""
     examples = week_examples(week)
-    return ModelConfig().full_epochs(examples) * examples + RetrievalConfig().full_epochs(examples) * examples
+    return ModelConfig().full_epochs(examples) * examples + retrieval_pairs_seen(examples)
 
 
 def retrain_rates(features: Store, weekly_s: float) -> dict | None:
@@ -96,7 +104,7 @@ def projected_retrain_s(rates: dict, week: int) -> float:
     examples = week_examples(week)
     return (
         rates["rating_s_per_million_example_epochs"] * ModelConfig().full_epochs(examples) * examples
-        + rates["retrieval_s_per_million_pairs"] * RetrievalConfig().full_epochs(examples) * examples
+        + rates["retrieval_s_per_million_pairs"] * retrieval_pairs_seen(examples)
         + rates["rest_s_per_million_examples"] * examples
     ) / 1e6
 
@@ -192,10 +200,17 @@ def main() -> None:
                 "total_hours": round((ARCHIVE_DAYS * mean_day + projected_weekly + bootstrap_s) / 3600, 1),
                 "assumes": "days cost their measured mean (champion changes at the measured rate); a weekly retrain "
                 "costs each part's measured rate (weekly_retrain_parts) times what it would see: the rating towers "
-                "their full_epochs over the bootstrap + 350k examples a week so far, the retrieval model its pairs, "
+                "their full_epochs over the bootstrap + 350k examples a week so far, the retrieval model the pairs it "
+                "sees (retrieval_pairs_seen: at most the latest max_pairs_seen), "
                 "the rest the examples",
             },
             "mean_mse": summary["mean_mse"],
+            # Test-then-train NDCG@10 over the catalog for users with a rating before the day: the
+            # users the retrieval stage serves (new users get the cold-start list).
+            "returning_users_ndcg_at_10": {
+                model: round(ranks["ndcg_at_10"], 4)
+                for model, ranks in summary["catalog_ranking_by_segment"]["with_history"].items()
+            },
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
             "pg_server": PG_SERVER.rsplit("@", 1)[-1] if args.store == "postgres" else None,
             "method": "`recsys replay` in a subprocess (fresh stores and Dagster instance), one run per day; step "

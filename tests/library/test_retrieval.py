@@ -23,7 +23,9 @@ from recsys.models.retrieval import (
     two_stage,
     user_queries,
 )
-from recsys.models.versions import RETRIEVAL_LAYERS
+from recsys.models.versions import RETRIEVAL_LAYERS, latest_pairs
+from recsys.settings import store_urls
+from recsys.stores import open_store
 
 CONFIG = RetrievalConfig(batch_size=32, epochs=30, id_buckets=1024, seed=3)
 
@@ -155,6 +157,19 @@ def test_the_same_seed_gives_the_same_retrieval_model():
 def test_a_full_training_sees_at_most_its_budget_of_pairs():
     config = RetrievalConfig(epochs=20, max_pairs_seen=1_000_000)
     assert config.full_epochs(50_000) == 20 and config.full_epochs(200_000) == 5 and config.full_epochs(5_000_000) == 1
+
+
+def test_a_full_training_learns_from_the_latest_pairs_it_may_see(store_base):
+    """On a history larger than its budget, a full training reads the latest pairs up to its
+    batch, in replay order: never a later batch's, never an older pair in a newer one's place."""
+    with open_store(store_urls(store_base)["features"]) as db:
+        # Only the columns the read needs: the feature store's examples carry every feature too.
+        db.execute("CREATE TABLE training_examples (seq BIGINT, batch INTEGER, user_id BIGINT, movie_id BIGINT)")
+        rows = pl.DataFrame({"seq": range(12), "batch": [0] * 6 + [1] * 3 + [2] * 3, "user_id": range(100, 112), "movie_id": range(12)})
+        db.insert("training_examples", rows.sample(fraction=1.0, shuffle=True, seed=1).cast({"batch": pl.Int32}))
+        latest = latest_pairs(db, 1, 5)
+        assert latest["movie_id"].to_list() == [4, 5, 6, 7, 8] and latest["batch"].to_list() == [0, 0, 1, 1, 1]
+        assert latest_pairs(db, 2, 100)["movie_id"].to_list() == list(range(12))
 
 
 def test_the_cold_user_is_what_training_taught_about_users_in_general():
