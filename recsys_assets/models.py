@@ -222,8 +222,9 @@ def definitions(calendar: Calendar) -> Definitions:
         partitions_def=weekly_partitions(calendar),
         kinds={"keras", "tensorflow"},
         owners=OWNERS,
-        description="The weekly full retrain of both stages: models trained from scratch on every example up "
-        "to the end of its week (bootstrap included), registered as candidates for the promotion gates.",
+        description="The weekly full retrain of both stages: models trained from scratch up to the end of its "
+        "week, the rating model on every example (bootstrap included), the retrieval model on the latest pairs "
+        "its budget allows; registered as candidates for the promotion gates.",
     )
     def full_model(context: AssetExecutionContext, features_store: StoreResource, modeling: ModelingResource) -> MaterializeResult:
         # The week's last day: the day before the next week starts.
@@ -246,7 +247,7 @@ def definitions(calendar: Calendar) -> Definitions:
         partitions_def=daily,
         kinds={"keras", "tensorflow"},
         owners=OWNERS,
-        description="A full retrain of both stages outside the weekly calendar, on every example through the "
+        description="A full retrain of both stages outside the weekly calendar, trained as the weekly one is, through the "
         "day, requested by the retrain_on_drift sensor when drift or degradation alarms persist "
         "(recsys.models.triggers). A candidate like the weekly retrain's: the promotion gate decides. Why it "
         "was trained is in the registry (retrain_triggers).",

@@ -117,9 +117,11 @@ def save_version(
     stage: str = registry.RATING,
     config: ModelConfig | None = None,
     movie_factors: factors.MovieFactors | None = None,
+    factors_from: registry.ModelVersion | None = None,
 ) -> registry.ModelVersion:
     """Write the artifact (with the rating model's movie factors) and register the version with
-    its settings (`config`, by default the modeling settings')."""
+    its settings (`config`, by default the modeling settings') and the version its factors' fit
+    started from (`factors_from`, recorded as factors_started_from)."""
     prefix = "" if stage == registry.RATING else f"{stage}-"
     version = f"{prefix}{kind}-{calendar.label(last_batch)}"
     if config is None:
@@ -134,7 +136,10 @@ def save_version(
         first_batch=first_batch,
         last_batch=last_batch,
         rows=report.examples,
-        hyperparameters={**config.to_dict(), "learning_rate_used": learning_rate},
+        hyperparameters={
+            **config.to_dict(), "learning_rate_used": learning_rate,
+            **({"factors_started_from": factors_from.version} if factors_from else {}),
+        },  # fmt: skip
         metrics=report.to_dict(),
         artifact=str(artifact),
         checksum=checksum,
@@ -182,14 +187,23 @@ def train_full(
             fresh, pairs.select("user_id", "movie_id"), config, learning_rate=config.learning_rate,
             epochs=config.full_epochs(pairs.height),
         )  # fmt: skip
-        first_batch, movie_factors = int(pairs["batch"].min()), None
+        first_batch, movie_factors, factors_from = int(pairs["batch"].min()), None, None
     else:
         examples = examples_where(features, "batch <= $last", {"last": last_batch})
         if examples.height == 0:
             raise RecsysError(no_examples)
         config = modeling.model_config()
         fresh = network.fresh_model(config)
-        movie_factors = factors.fit_movie_factors(examples, config.factor_settings()) if config.factors else None
+        # The movie factors continue the previous full training's fit, when there is one: a week of
+        # ratings moves a converged fit little. At MovieLens-32M's shape (5.7M ratings, judged on the
+        # next 7 days' 350k) 3 passes from the week-old fit took 4.6 s to a holdout MSE of 0.5219,
+        # 15 from random factors 30.1 s to 0.5221 (by hand; issue 14's note).
+        movie_factors, factors_from = None, previous_fit(features, config, last_batch)
+        if config.factors:
+            movie_factors = factors.fit_movie_factors(
+                examples, config.factor_settings(), start=load_factors(factors_from) if factors_from else None,
+                iterations=config.factor_retrain_iterations if factors_from else None,
+            )  # fmt: skip
         examples = with_factor_slots(examples, config, movie_factors, examples)
         report = training.train(
             fresh, examples, config, learning_rate=config.learning_rate, epochs=config.full_epochs(examples.height)
@@ -198,7 +212,19 @@ def train_full(
     return save_version(
         features, modeling, calendar, fresh, report, kind="full", parent=None, first_batch=first_batch,
         last_batch=last_batch, learning_rate=config.learning_rate, status=status, stage=stage, movie_factors=movie_factors,
+        factors_from=factors_from,
     )  # fmt: skip
+
+
+def previous_fit(features: Store, config: ModelConfig, last_batch: int) -> registry.ModelVersion | None:
+    """The latest full rating version before `last_batch` whose movie factors a full training with
+    `config` can start from (same number of factors), or None (no factors, or no such version)."""
+    if not config.factors:
+        return None
+    earlier = [
+        v for v in registry.of_kind(features, "full") if v.last_batch < last_batch and config_of(v).factors == config.factors
+    ]
+    return max(earlier, key=lambda v: v.last_batch, default=None)
 
 
 RETRIEVAL_LAYERS = frozenset({retrieval.USER_ID, retrieval.MOVIE_ID, retrieval.USER_VECTOR, retrieval.MOVIE_VECTOR})
