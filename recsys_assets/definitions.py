@@ -70,7 +70,7 @@ def build_definitions(settings: Settings) -> Definitions:
     weekly_retrain_job = define_asset_job(
         "weekly_retrain",
         selection=AssetSelection.assets("full_model"),
-        description="Train both stages from scratch on the history up to the end of the week.",
+        description="Retrain both stages on the history up to the end of the week (full_model).",
     )
     # Freshness: the calendar's latest day must be materialized by the time the schedule would run
     # the day after it; a day that did not run shows as a failed (WARN) check. Dagster 1.13 prefers

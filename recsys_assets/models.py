@@ -222,9 +222,10 @@ def definitions(calendar: Calendar) -> Definitions:
         partitions_def=weekly_partitions(calendar),
         kinds={"keras", "tensorflow"},
         owners=OWNERS,
-        description="The weekly full retrain of both stages: models trained from scratch up to the end of its "
-        "week, the rating model on every example (bootstrap included), the retrieval model on the latest pairs "
-        "its budget allows; registered as candidates for the promotion gates.",
+        description="The weekly full retrain of both stages up to the end of its week: the rating model on every "
+        "example (bootstrap included), continuing the previous full rating model (its parent) at the warm "
+        "learning rate; the retrieval model from scratch on the latest pairs its budget allows. Registered as "
+        "candidates for the promotion gates.",
     )
     def full_model(context: AssetExecutionContext, features_store: StoreResource, modeling: ModelingResource) -> MaterializeResult:
         # The week's last day: the day before the next week starts.

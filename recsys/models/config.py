@@ -86,9 +86,11 @@ class ModelConfig:
     factor_user_bias_reg: float = 5.0
     factor_movie_bias_reg: float = 3.0
     factor_iterations: int = 15  # alternating passes of a full training's fit from random factors
-    # A full training after an earlier one continues that fit: its movie factors to start from, this
-    # many passes (`versions.previous_fit`; 3 did as well as 15 fresh ones at 1/6 of the time).
+    # A full training after an earlier one with these settings continues it (`versions.previous_full`):
+    # the factor fit for this many passes (3 did as well as 15 from random factors, at 1/6 of the
+    # time), the towers for `retrain_epochs` over every example at `warm_learning_rate`.
     factor_retrain_iterations: int = 3
+    retrain_epochs: int = 1
     # A warm start carries its parent's fit forward from the users who rated since
     # (`factors.update_movie_factors`); a parent saved without the fit's state gets this many
     # passes over every rating instead (on MovieLens 100K's replay 1 did as well as 2 or 3: RMSE
@@ -108,7 +110,7 @@ class ModelConfig:
             raise RecsysError(
                 f"The model's factors must be 0 or more and leave room in its {self.embedding_dim}-dimensional vectors, got {self.factors}."
             )
-        for name in ("embedding_dim", "batch_size", "epochs", "max_examples_seen", "warm_epochs", "id_buckets", "factor_retrain_iterations"):
+        for name in ("embedding_dim", "batch_size", "epochs", "max_examples_seen", "warm_epochs", "id_buckets", "factor_retrain_iterations", "retrain_epochs"):
             if getattr(self, name) < 1:
                 raise RecsysError(f"The model's {name} must be at least 1, got {getattr(self, name)}.")
 

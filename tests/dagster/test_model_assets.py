@@ -86,9 +86,11 @@ def test_a_replay_keeps_a_champion_scores_before_training_and_retrains_weekly(ar
         full = registry.latest(db, "full", 7)
         assert full.trained_on == f"bootstrap..{partition_of(6)}" and full.status == "candidate"
         assert full.rows == db.scalar("SELECT count(*) FROM training_examples WHERE batch <= 6")
-        # Its movie factors continued the bootstrap model's fit; the bootstrap's had none to continue.
-        assert full.hyperparameters["factors_started_from"] == first.version
-        assert "factors_started_from" not in first.hyperparameters
+        # It continued the bootstrap model (towers and factor fit) at the warm learning rate, for
+        # retrain_epochs over every example; the bootstrap model had none to continue.
+        assert full.parent == first.version and first.parent is None
+        assert full.hyperparameters["learning_rate_used"] == full.hyperparameters["warm_learning_rate"]
+        assert full.metrics["epochs"] == full.hyperparameters["retrain_epochs"]
         full_retrieval = registry.latest(db, "full", 7, registry.RETRIEVAL)
         assert full_retrieval.trained_on == full.trained_on and full_retrieval.rows == full.rows
     replay.day(7)
