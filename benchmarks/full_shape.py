@@ -69,9 +69,10 @@ def retrieval_pairs_seen(examples: int) -> int:
 
 def examples_seen(week: int) -> int:
     """Examples (rating) plus pairs (retrieval) a full retrain after week `week` sees: each
-    model's epochs over what it learns from."""
+    model's epochs over what it learns from. Every weekly retrain's rating model continues the
+    previous full model (the bootstrap's, for the first) for `retrain_epochs`."""
     examples = week_examples(week)
-    return ModelConfig().full_epochs(examples) * examples + retrieval_pairs_seen(examples)
+    return ModelConfig().retrain_epochs * examples + retrieval_pairs_seen(examples)
 
 
 def retrain_rates(features: Store, weekly_s: float) -> dict | None:
@@ -103,7 +104,7 @@ def projected_retrain_s(rates: dict, week: int) -> float:
     """A retrain after week `week` at `retrain_rates`: each part times what it would see."""
     examples = week_examples(week)
     return (
-        rates["rating_s_per_million_example_epochs"] * ModelConfig().full_epochs(examples) * examples
+        rates["rating_s_per_million_example_epochs"] * ModelConfig().retrain_epochs * examples
         + rates["retrieval_s_per_million_pairs"] * retrieval_pairs_seen(examples)
         + rates["rest_s_per_million_examples"] * examples
     ) / 1e6
@@ -200,7 +201,8 @@ def main() -> None:
                 "total_hours": round((ARCHIVE_DAYS * mean_day + projected_weekly + bootstrap_s) / 3600, 1),
                 "assumes": "days cost their measured mean (champion changes at the measured rate); a weekly retrain "
                 "costs each part's measured rate (weekly_retrain_parts) times what it would see: the rating towers "
-                "their full_epochs over the bootstrap + 350k examples a week so far, the retrieval model the pairs it "
+                "retrain_epochs over the bootstrap + 350k examples a week so far (continuing the previous full "
+                "model), the retrieval model the pairs it "
                 "sees (retrieval_pairs_seen: at most the latest max_pairs_seen), "
                 "the rest the examples",
             },
