@@ -43,7 +43,7 @@ def one_call_per_batch(pairs: pl.DataFrame, config: retrieval.RetrievalConfig) -
     """Seconds of one epoch of the retrieval model's training over `pairs` with Keras' Adam on every
     variable and one traced call per batch, as `recsys.models.retrieval` trained before."""
     tf = network.tensorflow()
-    model = retrieval.fresh_retrieval_model(config)
+    model = retrieval.fresh_retrieval_model(config, pairs)
     optimizer, variables = model.optimizer, model.trainable_variables
 
     @tf.function(reduce_retracing=True)
@@ -114,19 +114,21 @@ def main() -> None:
             warm_report = training.train(warm, next_day, config, learning_rate=config.warm_learning_rate, epochs=config.warm_epochs)
     retrieval_config = retrieval.RetrievalConfig()
     pairs = history.select("user_id", "movie_id")
-    retriever = retrieval.fresh_retrieval_model(retrieval_config)
+    retriever = retrieval.fresh_retrieval_model(retrieval_config, pairs)
     retrieval_full = retrieval.train_retrieval(
         retriever, pairs, retrieval_config, learning_rate=retrieval_config.learning_rate,
         epochs=retrieval_config.full_epochs(pairs.height),
     )  # fmt: skip
+    day_pairs = next_day.select("user_id", "movie_id")
+    retriever = retrieval.with_rows_for(retriever, day_pairs, retrieval_config)
     retrieval_warm = retrieval.train_retrieval(
-        retriever, next_day.select("user_id", "movie_id"), retrieval_config,
+        retriever, day_pairs, retrieval_config,
         learning_rate=retrieval_config.warm_learning_rate, epochs=retrieval_config.warm_epochs,
     )  # fmt: skip
     reference = pairs.head(REFERENCE_PAIRS)
     per_batch_s = one_call_per_batch(reference, retrieval_config)
     lazy = retrieval.train_retrieval(
-        retrieval.fresh_retrieval_model(retrieval_config), reference, retrieval_config,
+        retrieval.fresh_retrieval_model(retrieval_config, reference), reference, retrieval_config,
         learning_rate=retrieval_config.learning_rate, epochs=1,
     )  # fmt: skip
     floor = truth["noise_floor_mse"]

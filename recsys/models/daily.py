@@ -376,9 +376,11 @@ def run_day(
     )  # fmt: skip
     retrieval_parent = retrieval_promoted or retrievers.get("warm") or retrievers["champion"]
     retrieval_settings = modeling.retrieval_config()
+    day_pairs = scores.examples.select("user_id", "movie_id")
     warmed = artifacts.warm_start(retrieval_parent.artifact, retrieval_parent.checksum, retrieval_settings, RETRIEVAL_LAYERS)
+    warmed = retrieval.with_rows_for(warmed, day_pairs, retrieval_settings)
     retrieval_report = retrieval.train_retrieval(
-        warmed, scores.examples.select("user_id", "movie_id"), retrieval_settings,
+        warmed, day_pairs, retrieval_settings,
         learning_rate=retrieval_settings.warm_learning_rate, epochs=retrieval_settings.warm_epochs,
     )  # fmt: skip
     retrieval_warm = save_version(

@@ -11,8 +11,13 @@ often than their share of the catalog, so each logit is corrected by the log of 
 frequency among the training pairs (logQ correction); the model then estimates the full
 softmax, popularity included.
 
-The towers are hashed ID embeddings (user and movie ids through Keras' Hashing layer into
-`id_buckets` rows): new ids need no vocabulary change and a warm start keeps every learned row.
+The towers are ID embeddings with a row for every user and movie the model has trained on (Keras'
+IntegerLookup over the ids, then an Embedding): a full training makes the vocabularies from its
+pairs, and a warm start appends rows for the day's new ids (`with_rows_for`), keeping every
+learned row. An id without a row (never trained on) looks up the zero row, so it comes out as
+the cold user (or movie). Why not hashed ids into a fixed table, as before: at MovieLens-32M's
+200k users and 87k movies a 2^14-row table put about 12 users and 5 movies in each row, and the
+retrieval stage alone ranked at a fifth of most popular's NDCG@10 (see `RetrievalConfig`).
 In an offline run of MovieLens 100K's replay, adding the genre-preference features to these
 towers lowered returning users' NDCG@10 (figures in issue 11's note; no benchmark file holds
 them), so the towers are ids only.
@@ -42,6 +47,9 @@ if TYPE_CHECKING:
 
 USER_ID, MOVIE_ID = "user_id", "movie_id"
 USER_VECTOR, MOVIE_VECTOR = "retrieval_user", "retrieval_movie"
+# The layers a retrieval artifact must hold (an artifact from before the id vocabularies lacks
+# the lookups, so it is refused with a sentence rather than trained wrongly).
+LAYERS = frozenset({USER_ID, MOVIE_ID, f"{USER_ID}_lookup", f"{MOVIE_ID}_lookup", USER_VECTOR, MOVIE_VECTOR})
 
 
 @dataclass(frozen=True)
@@ -52,17 +60,15 @@ class RetrievalConfig:
     benchmark file): batch 256 and 20 epochs from fresh weights did best among batches of 128 to
     1024; more epochs gained little.
 
-    Cost: a step's time does not depend on `id_buckets` (lazy Adam, `_train_steps`); the
-    artifact's size does (both tables with Adam's two moments: 12 MB at 2^14 rows, 100 MB at
-    2^17). MovieLens 100K's 943 users and 1,682 movies fit 2^14 rows with few collisions. At
-    MovieLens-32M's 200k users and 87k movies a row is shared by about 12 users and 5 movies, and
-    it shows: trained on the latest 2M pairs of the full-shape archive, returning users'
-    NDCG@10 of the retrieval stage alone was 0.005 at 2^14 rows, 0.011 at 2^16 and 0.018 at 2^17,
-    most popular 0.027 (by hand, on synthetic data; see issue 14's note). Measured again on that
-    archive (trained through its day 13, judged on days 14 to 20): 0.0058 at 2^14, 0.0138 at
-    2^16, 0.0245 at 2^18, 0.0308 at 2^20, most popular 0.0322, training 21 to 32 s each. The
-    default stays at 2^14 until artifacts hold less than a whole table and its moments per daily
-    version (about 800 MB at 2^20) or the tables are sized to the ids.
+    Rows: one per id trained on, so the artifact grows with the ids and not with a table's size
+    (about 110 MB with Adam's two moments at MovieLens-32M's 200k users and 87k movies; a step's
+    time does not depend on it, `_train_steps`). Hashed ids into 2^14 rows, the earlier design,
+    put about 12 users and 5 movies in a row at that shape. Trained on the latest 2M pairs of the
+    full-shape archive through its day 13 and judged on days 14 to 20, returning users' NDCG@10
+    of the retrieval stage alone was 0.0058 at 2^14 hashed rows, 0.0138 at 2^16, 0.0245 at 2^18
+    and 0.0308 at 2^20 (about one id in five sharing a row), most popular 0.0322 (by hand on
+    synthetic data; issue 14's note). A row per id is where that series ends, at the size of
+    the ids.
 
     A full training sees at most `max_pairs_seen` pairs: all its epochs on a small history, fewer
     passes over a larger one, and one pass over the latest `max_pairs_seen` pairs once the history
@@ -72,7 +78,6 @@ class RetrievalConfig:
     cost flat as the archive grows. MovieLens 100K's 100k pairs never reach it.
     """
 
-    id_buckets: int = 1 << 14  # rows per hashed id table; ids beyond it share rows
     embedding_dim: int = 32
     learning_rate: float = 3e-3
     warm_learning_rate: float = 1e-3
@@ -88,7 +93,7 @@ class RetrievalConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("id_buckets", "embedding_dim", "batch_size", "epochs", "max_pairs_seen", "warm_epochs", "candidates"):
+        for name in ("embedding_dim", "batch_size", "epochs", "max_pairs_seen", "warm_epochs", "candidates"):
             if getattr(self, name) < 1:
                 raise RecsysError(f"The retrieval model's {name} must be at least 1, got {getattr(self, name)}.")
         if not 0.0 <= self.user_shrinkage <= 1.0:
@@ -103,29 +108,85 @@ class RetrievalConfig:
         return max(1, min(self.epochs, self.max_pairs_seen // max(pairs, 1)))
 
 
-def fresh_retrieval_model(config: RetrievalConfig) -> keras.Model:
-    """A new retrieval model (user id -> vector, movie id -> vector), compiled with Adam."""
+def _lookup(name: str) -> str:
+    return f"{name}_lookup"
+
+
+def _table(name: str) -> str:
+    return f"{name}_embedding"
+
+
+def _ids(pairs: pl.DataFrame, column: str) -> np.ndarray:
+    return np.unique(pairs[column].cast(pl.Int64).to_numpy())
+
+
+def fresh_retrieval_model(config: RetrievalConfig, pairs: pl.DataFrame) -> keras.Model:
+    """A new retrieval model (user id -> vector, movie id -> vector) with a row for each user and
+    movie of `pairs` (and the zero row of ids without one), compiled with Adam."""
+    return _built(config, _ids(pairs, USER_ID), _ids(pairs, MOVIE_ID))
+
+
+def _built(config: RetrievalConfig, user_ids: np.ndarray, movie_ids: np.ndarray) -> keras.Model:
     keras = keras_module()
     seeds = iter(range(config.seed * 1000 + 500, config.seed * 1000 + 1000))
 
-    def tower(name: str, vector: str) -> tuple[Any, Any]:
+    def tower(name: str, vocabulary: np.ndarray, vector: str) -> tuple[Any, Any]:
         ids = keras.Input((), dtype="int64", name=name)
-        rows = keras.layers.Hashing(num_bins=config.id_buckets, name=f"{name}_hash")(ids)
+        # Row 0 is every id outside the vocabulary's.
+        rows = keras.layers.IntegerLookup(
+            vocabulary=vocabulary, num_oov_indices=1, vocabulary_dtype="int64", name=_lookup(name)
+        )(ids)  # fmt: skip
         embedded = keras.layers.Embedding(
-            config.id_buckets, config.embedding_dim, name=f"{name}_embedding",
+            len(vocabulary) + 1, config.embedding_dim, name=_table(name),
             embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=next(seeds)),
         )(rows)  # fmt: skip
         init = keras.initializers.GlorotUniform(seed=next(seeds))
         return ids, keras.layers.Dense(config.embedding_dim, kernel_initializer=init, name=vector)(embedded)
 
-    user_ids, user_vector = tower(USER_ID, USER_VECTOR)
-    movie_ids, movie_vector = tower(MOVIE_ID, MOVIE_VECTOR)
+    user_ids, user_vector = tower(USER_ID, user_ids, USER_VECTOR)
+    movie_ids, movie_vector = tower(MOVIE_ID, movie_ids, MOVIE_VECTOR)
     model = keras.Model(
         {USER_ID: user_ids, MOVIE_ID: movie_ids}, {"user": user_vector, "movie": movie_vector}, name="retrieval_two_tower"
     )
+    for name in (USER_ID, MOVIE_ID):
+        # An id without a row comes out as the tower's output on a zero embedding, the cold user
+        # (or movie), and no training moves that row: every id trained on has its own.
+        table = model.get_layer(_table(name)).embeddings
+        table.assign(np.vstack([np.zeros((1, config.embedding_dim), np.float32), np.asarray(table)[1:]]))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def with_rows_for(model: keras.Model, pairs: pl.DataFrame, config: RetrievalConfig) -> keras.Model:
+    """`model` when it has a row for every user and movie of `pairs`; otherwise a copy of it with
+    a row appended for each new id: learned rows, output layers and Adam's state (moments and
+    step count) carried over, the new rows started as a fresh model's are, with zero moments.
+
+    What a warm start trains: a day's new users and movies learn rows of their own at once, where
+    a vocabulary fixed at the last full training would leave them sharing one until the next."""
+    known = {
+        name: np.asarray(model.get_layer(_lookup(name)).get_vocabulary(include_special_tokens=False), np.int64)
+        for name in (USER_ID, MOVIE_ID)
+    }
+    new = {name: np.setdiff1d(_ids(pairs, name), known[name]) for name in known}
+    if not any(len(ids) for ids in new.values()):
+        return model
+    grown = _built(config, *(np.concatenate([known[name], new[name]]) for name in (USER_ID, MOVIE_ID)))
+
+    def copy(source: Any, target: Any) -> None:
+        value = target.numpy()  # rows the source lacks keep their fresh start (a moment's: zero)
+        value[tuple(slice(0, size) for size in source.shape)] = source.numpy()
+        target.assign(value)
+
+    before, after = model.optimizer, grown.optimizer
+    for old, fresh in zip(model.trainable_variables, grown.trainable_variables):
+        copy(old, fresh)
+        i, j = before._get_variable_index(old), after._get_variable_index(fresh)
+        copy(before._momentums[i], after._momentums[j])
+        copy(before._velocities[i], after._velocities[j])
+    after.iterations.assign(before.iterations)
+    return grown
 
 
 _TOWERS: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
@@ -169,7 +230,7 @@ def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., A
 
     The id tables learn by Adam, lazily: a step reads and moves only the rows its batch looks up,
     gathered from the variable. Keras' Adam is dense: every row moves at every step as its moment
-    estimates decay, which cost most of a step and grew with `id_buckets` (8 ms a step at 2^14
+    estimates decay, which cost most of a step and grew with the table's rows (8 ms a step at 2^14
     rows, 29 ms at 2^16, batch 256 on a 2-core CPU; about 2 ms here at any size). That motion
     matters: plain lazy Adam, which drops it, lowered MovieLens 100K's returning-user NDCG@10 of
     the retrieval stage from 0.129 to 0.116. So a row catches up when it is next looked up, and
@@ -187,7 +248,7 @@ def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., A
         beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
         ratio = beta_1 / math.sqrt(beta_2)
         towers = [
-            (model.get_layer(f"{ids}_hash"), model.get_layer(f"{ids}_embedding").embeddings, model.get_layer(vector))
+            (model.get_layer(_lookup(ids)), model.get_layer(_table(ids)).embeddings, model.get_layer(vector))
             for ids, vector in ((USER_ID, USER_VECTOR), (MOVIE_ID, MOVIE_VECTOR))
         ]
         outputs = [variable for _, _, layer in towers for variable in layer.trainable_variables]
@@ -239,7 +300,7 @@ def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., A
         # that it cannot read a Keras internal's source).
         @tf.autograph.experimental.do_not_convert
         def step(users: Any, movies: Any, log_q: Any) -> Any:
-            rows = [hashing(ids) for (hashing, _, _), ids in zip(towers, (users, movies))]
+            rows = [lookup(ids) for (lookup, _, _), ids in zip(towers, (users, movies))]
             found = [caught_up(table, moment, moved, r) for (_, table, _), moment, moved, r in zip(towers, moments, moved_at, rows)]
             with tf.GradientTape() as tape:
                 looked_up = [tf.gather(table.value, r) for (_, table, _), r in zip(towers, rows)]

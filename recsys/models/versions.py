@@ -178,7 +178,7 @@ def train_full(
         pairs = latest_pairs(features, last_batch, config.max_pairs_seen)
         if pairs.height == 0:
             raise RecsysError(no_examples)
-        trained, learning_rate, previous = retrieval.fresh_retrieval_model(config), config.learning_rate, None
+        trained, learning_rate, previous = retrieval.fresh_retrieval_model(config, pairs), config.learning_rate, None
         report = retrieval.train_retrieval(
             trained, pairs.select("user_id", "movie_id"), config, learning_rate=learning_rate,
             epochs=config.full_epochs(pairs.height),
@@ -223,7 +223,7 @@ def previous_full(features: Store, config: ModelConfig, last_batch: int) -> regi
     return max(earlier, key=lambda v: v.last_batch, default=None)
 
 
-RETRIEVAL_LAYERS = frozenset({retrieval.USER_ID, retrieval.MOVIE_ID, retrieval.USER_VECTOR, retrieval.MOVIE_VECTOR})
+RETRIEVAL_LAYERS = retrieval.LAYERS
 
 
 def load_version(version: registry.ModelVersion):

@@ -3,8 +3,6 @@ the rating model, and its artifacts warm-start like the rating model's."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import polars as pl
 import pytest
@@ -27,7 +25,7 @@ from recsys.models.versions import RETRIEVAL_LAYERS, latest_pairs
 from recsys.settings import store_urls
 from recsys.stores import open_store
 
-CONFIG = RetrievalConfig(batch_size=32, epochs=30, id_buckets=1024, seed=3)
+CONFIG = RetrievalConfig(batch_size=32, epochs=30, seed=3)
 
 
 def choices(rng: np.random.Generator) -> pl.DataFrame:
@@ -43,7 +41,7 @@ def choices(rng: np.random.Generator) -> pl.DataFrame:
 
 def test_the_retrieval_model_learns_which_movies_each_user_chooses():
     pairs = choices(np.random.default_rng(0))
-    model = fresh_retrieval_model(CONFIG)
+    model = fresh_retrieval_model(CONFIG, pairs)
     report = train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=CONFIG.epochs)
     assert report.epoch_losses[-1] < report.epoch_losses[0] * 0.8
     users, movies = np.arange(60), np.concatenate([np.arange(100, 120), np.arange(200, 220)])
@@ -75,12 +73,12 @@ def test_two_stages_take_retrieval_candidates_and_order_them_with_the_rating_mod
 
 def test_a_saved_retrieval_model_warm_starts_where_it_stopped(tmp_path):
     pairs = choices(np.random.default_rng(1))
-    model = fresh_retrieval_model(CONFIG)
+    model = fresh_retrieval_model(CONFIG, pairs)
     train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=2)
     path = tmp_path / "retrieval.keras"
     checksum = save_model(model, path)
     loaded = load_model(path, checksum, RETRIEVAL_LAYERS)
-    ids = np.array([0, 31, 10**12])  # an id far beyond the buckets hashes to a row like any other
+    ids = np.array([0, 31, 10**12])  # an id without a row too
     np.testing.assert_allclose(embed_user_ids(loaded, ids), embed_user_ids(model, ids), rtol=1e-6)
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) > 0
     warmed = warm_start(path, checksum, CONFIG, RETRIEVAL_LAYERS)
@@ -97,7 +95,7 @@ def test_batches_run_many_to_a_call_as_they_would_one_by_one(monkeypatch):
     trained = []
     for per_call in (16, 1):
         monkeypatch.setattr(retrieval, "STEPS_PER_CALL", per_call)
-        model = fresh_retrieval_model(CONFIG)
+        model = fresh_retrieval_model(CONFIG, pairs)
         report = train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=2)
         assert int(model.optimizer.iterations) == 2 * 19
         trained.append((embed_user_ids(model, np.arange(60)), report.epoch_losses))
@@ -128,27 +126,29 @@ def keras_adam(model, pairs: pl.DataFrame, config: RetrievalConfig, epochs: int)
                 step(tf.constant(users[batch]), tf.constant(movies[batch]), tf.constant(log_q[batch]))
 
 
-@pytest.mark.parametrize("buckets", [4, 1024])
-def test_lazy_adam_trains_the_id_tables_as_keras_adam_does(buckets):
-    # With 4 rows every row is looked up at every step: the updates are Keras' own, to float
-    # precision. With 1,024 most rows sit out most steps and catch up when looked up again (and
-    # at the end): close to Keras' dense motion, far from leaving it out.
-    config = dataclasses.replace(CONFIG, id_buckets=buckets)
+@pytest.mark.parametrize("ids", [4, None])
+def test_lazy_adam_trains_the_id_tables_as_keras_adam_does(ids):
+    # With 4 users and 4 movies every row is looked up at every step: the updates are Keras'
+    # own, to float precision. With 60 users and 40 movies most rows sit out most steps and
+    # catch up when looked up again (and at the end): close to Keras' dense motion, far from
+    # leaving it out.
     pairs = choices(np.random.default_rng(4))
-    lazy, dense, fresh = (fresh_retrieval_model(config) for _ in range(3))
-    train_retrieval(lazy, pairs, config, learning_rate=config.learning_rate, epochs=5)
-    keras_adam(dense, pairs, config, epochs=5)
+    if ids is not None:
+        pairs = pairs.with_columns(pl.col("user_id") % ids, pl.col("movie_id") % ids)
+    lazy, dense, fresh = (fresh_retrieval_model(CONFIG, pairs) for _ in range(3))
+    train_retrieval(lazy, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=5)
+    keras_adam(dense, pairs, CONFIG, epochs=5)
     for table in ("user_id_embedding", "movie_id_embedding"):
         learned, wanted, start = (m.get_layer(table).embeddings.numpy() for m in (lazy, dense, fresh))
         moved = np.linalg.norm(wanted - start)
-        assert np.linalg.norm(learned - wanted) < (1e-4 if buckets == 4 else 0.05) * moved
+        assert np.linalg.norm(learned - wanted) < (1e-4 if ids == 4 else 0.05) * moved
 
 
 def test_the_same_seed_gives_the_same_retrieval_model():
     pairs = choices(np.random.default_rng(2))
     vectors = []
     for _ in range(2):
-        model = fresh_retrieval_model(CONFIG)
+        model = fresh_retrieval_model(CONFIG, pairs)
         train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=2)
         vectors.append(embed_movie_ids(model, np.arange(100, 120)))
     np.testing.assert_array_equal(vectors[0], vectors[1])
@@ -174,24 +174,48 @@ def test_a_full_training_learns_from_the_latest_pairs_it_may_see(store_base):
 
 def test_the_cold_user_is_what_training_taught_about_users_in_general():
     """The cold user is the user tower's output layer on a zero embedding; an id never trained on
-    comes out as it plus its row's small random start, and users trained on are far from it."""
+    has no row and comes out as exactly it, and users trained on are far from it."""
     pairs = choices(np.random.default_rng(0))
-    model = fresh_retrieval_model(CONFIG)
+    model = fresh_retrieval_model(CONFIG, pairs)
     train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=CONFIG.epochs)
     cold = cold_user_vector(model)
     layer = model.get_layer("retrieval_user")
     assert cold.shape == (1, CONFIG.embedding_dim) and np.allclose(cold[0], np.asarray(layer.bias))
     trained = embed_user_ids(model, np.arange(60))
-    # An id outside the training pairs whose hashed row no trained user shares.
-    rows = {int(r) for r in np.asarray(model.get_layer("user_id_hash")(np.arange(60)))}
-    fresh_id = next(i for i in range(10_000, 20_000) if int(np.asarray(model.get_layer("user_id_hash")(np.array([i])))[0]) not in rows)
-    untrained = embed_user_ids(model, np.array([fresh_id]))
-    assert np.linalg.norm(untrained - cold) < np.linalg.norm(trained - cold, axis=1).min()
+    np.testing.assert_allclose(embed_user_ids(model, np.array([60, 10**9])), np.repeat(cold, 2, 0), rtol=1e-6)
+    assert np.linalg.norm(trained - cold, axis=1).min() > 0.1 * np.linalg.norm(cold)
+
+
+def test_a_warm_start_gives_the_days_new_ids_rows_and_keeps_every_learned_one():
+    pairs = choices(np.random.default_rng(0))
+    earlier = pairs.filter(pl.col("user_id") < 50)
+    model = fresh_retrieval_model(CONFIG, earlier)
+    train_retrieval(model, earlier, CONFIG, learning_rate=CONFIG.learning_rate, epochs=CONFIG.epochs)
+    assert retrieval.with_rows_for(model, earlier.head(100), CONFIG) is model  # no new id, no copy
+    # The day: users 20-59, of whom 50-59 are new (taste of movies 200-219), and so is movie 300.
+    day = pl.concat([pairs.filter(pl.col("user_id") >= 20), pl.DataFrame({"user_id": [55], "movie_id": [300]})])
+    grown = retrieval.with_rows_for(model, day, CONFIG)
+    users, movies = np.arange(50), np.arange(200, 220)
+    np.testing.assert_array_equal(embed_user_ids(grown, users), embed_user_ids(model, users))
+    np.testing.assert_array_equal(embed_movie_ids(grown, movies), embed_movie_ids(model, movies))
+    assert int(grown.optimizer.iterations) == int(model.optimizer.iterations)
+    table = grown.get_layer("user_id_embedding").embeddings
+    velocity = np.asarray(grown.optimizer._velocities[grown.optimizer._get_variable_index(table)])
+    old_rows = model.get_layer("user_id_embedding").embeddings.shape[0]
+    assert table.shape[0] == old_rows + 10 and (velocity[1:old_rows] > 0).all() and (velocity[old_rows:] == 0).all()
+    new_users, cold = np.arange(50, 60), cold_user_vector(grown)
+    assert np.linalg.norm(embed_user_ids(grown, new_users) - cold, axis=1).min() > 0  # rows of their own
+    # Trained on the day, the new users learn their taste: their own kind of movie first.
+    train_retrieval(grown, day, CONFIG, learning_rate=CONFIG.learning_rate, epochs=CONFIG.epochs)
+    catalog = np.concatenate([np.arange(100, 120), movies])
+    indptr, indices = ranking.rated_positions(day, new_users, catalog)
+    columns, _ = ranking.top_n_unrated(embed_user_ids(grown, new_users), embed_movie_ids(grown, catalog), indptr, indices, 5)
+    assert (catalog[columns] >= 200).mean() > 0.8
 
 
 def test_a_users_query_is_the_cold_user_plus_a_share_of_what_their_id_learned():
     pairs = choices(np.random.default_rng(0))
-    model = fresh_retrieval_model(CONFIG)
+    model = fresh_retrieval_model(CONFIG, pairs)
     train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=CONFIG.epochs)
     users = np.arange(60)
     own, cold = embed_user_ids(model, users), cold_user_vector(model)
