@@ -39,7 +39,7 @@ from recsys.models.monitoring import (
     residual_statistics,
 )
 from recsys.models.triggers import record_trigger, retrain_decision, trigger_table
-from recsys.models.versions import train_full
+from recsys.models.versions import prune_artifacts, train_full
 from recsys.reporting import markdown_image, markdown_table, mse_chart_png
 from recsys_assets.checks import monitoring_results, monitoring_specs
 from recsys_assets.failures import user_errors
@@ -179,6 +179,7 @@ def definitions(calendar: Calendar) -> Definitions:
         with user_errors(), features_store.open() as features:
             for key in context.partition_keys:
                 report = run_day(calendar.batch_of(key), features, settings, popularity, calendar)
+                pruned, pruned_bytes = prune_artifacts(features, settings, report.batch)
                 context.log.info(
                     f"{key}: MSE champion {report.mse['champion']:.4f}, bias {report.mse['bias']:.4f}, "
                     f"global mean {report.mse['global_mean']:.4f}; champion {report.champion_after}; warm {report.warm_version}"
@@ -188,7 +189,8 @@ def definitions(calendar: Calendar) -> Definitions:
                 context.add_asset_metadata(day_metrics(report), asset_key="model_metrics", partition_key=key)
                 context.add_asset_metadata(
                     {"version": report.warm_version, "retrieval_version": report.retrieval_warm_version,
-                     "train_seconds": float(round(report.warm_seconds, 2))},
+                     "train_seconds": float(round(report.warm_seconds, 2)), "artifacts_deleted": pruned,
+                     "artifact_mb_deleted": float(round(pruned_bytes / 1e6, 1))},
                     asset_key="warm_model", partition_key=key,
                 )  # fmt: skip
                 reports.append(report)

@@ -101,6 +101,11 @@ class ModelingResource(ConfigurableResource):
         "median by more than this fraction.",
     )
     trailing_days: int = Field(default=7, description="Days in the trailing median of the degradation check.")
+    artifact_retention_days: int = Field(
+        default=7,
+        description="Model artifacts of versions trained before the latest this many days are deleted, "
+        "except each stage's champion and latest full model; the registry keeps every version's row.",
+    )
 
     def settings(self) -> ModelingSettings:
         return ModelingSettings(
@@ -111,6 +116,7 @@ class ModelingResource(ConfigurableResource):
             promotion_margin=self.promotion_margin,
             degradation_tolerance=self.degradation_tolerance,
             trailing_days=self.trailing_days,
+            artifact_retention_days=self.artifact_retention_days,
         )
 
 

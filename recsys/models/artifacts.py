@@ -90,7 +90,10 @@ def _verified(path: Path | str, expected_sha256: str) -> Path:
     """`path`, once it exists, matches its recorded checksum and is a zip archive."""
     path = Path(path)
     if not path.is_file():
-        raise RecsysError(f"Model artifact {path} does not exist.")
+        raise RecsysError(
+            f"Model artifact {path} does not exist (artifacts of versions older than the retention window, "
+            "other than each stage's champion and latest full model, are deleted: see artifact_retention_days)."
+        )
     actual = file_sha256(path)
     if actual != expected_sha256:
         raise RecsysError(

@@ -89,6 +89,11 @@ def latest(store: Store, kind: str, before_batch: int, stage: str = RATING) -> M
     return found[-1] if found else None
 
 
+def every_version(store: Store) -> list[ModelVersion]:
+    """Every version of both stages, oldest first."""
+    return _versions(store, "TRUE")
+
+
 def of_kind(store: Store, kind: str, stage: str = RATING) -> list[ModelVersion]:
     """Every version of a stage and kind, oldest first."""
     return _versions(store, "kind = $kind AND stage = $stage", {"kind": kind, "stage": stage})

@@ -39,6 +39,13 @@ class ModelingSettings:
     trailing_days: int = 7
     rating_id_dim: int = 0  # the rating model's hashed ID embedding size (0: genre features only)
     rating_factors: int = 5  # the rating model's latent movie factors (0: none, the towers alone)
+    # Artifacts of versions trained on earlier days than the latest this many are deleted, save
+    # each stage's champion and latest full model (`prune_artifacts`).
+    artifact_retention_days: int = 7
+
+    def __post_init__(self) -> None:
+        if self.artifact_retention_days < 1:
+            raise RecsysError(f"artifact_retention_days must be at least 1, got {self.artifact_retention_days}.")
 
     @property
     def directory(self) -> Path:
@@ -224,6 +231,34 @@ def previous_full(features: Store, config: ModelConfig, last_batch: int) -> regi
 
 
 RETRIEVAL_LAYERS = retrieval.LAYERS
+
+
+def prune_artifacts(features: Store, modeling: ModelingSettings, batch: int) -> tuple[int, int]:
+    """Delete the artifacts no day from `batch` on needs; returns (files, bytes) deleted.
+
+    Kept: the versions trained through the last `artifact_retention_days` days (what a day scores
+    and warm-starts from, and what running one of those days again needs), each stage's champion
+    (in service) and its latest full model (scored as a candidate, and what the next full rating
+    training continues). Why: a version's artifact holds its whole state, about 110 MB for the
+    retrieval model at MovieLens-32M's users and movies, and a version a day per stage would fill
+    a disk over the archive's 540 days. The registry keeps every version's row, so lineage and
+    metrics stay whole; loading a pruned one says its artifact does not exist.
+    """
+    kept = {
+        version.version
+        for stage in (registry.RATING, registry.RETRIEVAL)
+        for version in (registry.champion(features, stage), (registry.of_kind(features, "full", stage) or [None])[-1])
+        if version is not None
+    }
+    files = size = 0
+    for version in registry.every_version(features):
+        path = Path(version.artifact)
+        if version.version in kept or version.last_batch > batch - modeling.artifact_retention_days or not path.is_file():
+            continue
+        size += path.stat().st_size
+        path.unlink()
+        files += 1
+    return files, size
 
 
 def load_version(version: registry.ModelVersion):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import polars as pl
@@ -10,7 +11,7 @@ import pytest
 from recsys.models import registry
 from recsys.models.daily import DayReport
 from recsys.models.monitoring import BEATS_BIAS, NOT_DEGRADED, monitoring_checks
-from recsys.models.versions import ModelingSettings
+from recsys.models.versions import ModelingSettings, prune_artifacts
 from recsys.settings import store_urls
 from recsys.stores import open_store
 
@@ -48,6 +49,38 @@ def test_the_gate_promotes_only_a_candidate_that_beats_the_champion(store_base):
         assert registry.champion(db).version == "better"
         recorded = db.query("SELECT metric, candidate_score, champion_score FROM promotions WHERE batch = 3").row(0)
         assert recorded == ("ndcg_at_10", 0.30, 0.25)
+
+
+def test_pruning_deletes_the_artifacts_no_coming_day_needs_and_keeps_every_registry_row(store_base, tmp_path):
+    # (name, stage, kind, last batch, status); day 9 was just run, with 2 days of retention.
+    versions = [
+        ("full-bootstrap", registry.RATING, "full", -1, "retired"),
+        ("warm-0", registry.RATING, "warm", 0, "rejected"),
+        ("warm-1", registry.RATING, "warm", 1, "champion"),
+        ("full-3", registry.RATING, "full", 3, "rejected"),
+        ("warm-7", registry.RATING, "warm", 7, "rejected"),
+        ("warm-8", registry.RATING, "warm", 8, "rejected"),
+        ("warm-9", registry.RATING, "warm", 9, "candidate"),
+        ("retrieval-full-bootstrap", registry.RETRIEVAL, "full", -1, "champion"),
+        ("retrieval-warm-2", registry.RETRIEVAL, "warm", 2, "rejected"),
+        ("retrieval-warm-9", registry.RETRIEVAL, "warm", 9, "candidate"),
+    ]
+    with open_store(store_urls(store_base)["features"]) as db:
+        db.apply_schema("features")
+        for name, stage, kind, last_batch, status in versions:
+            artifact = tmp_path / f"{name}.keras"
+            artifact.write_bytes(b"x" * 100)
+            registry.register(db, dataclasses.replace(version(name, status, kind, stage), last_batch=last_batch, artifact=str(artifact)))
+        settings = ModelingSettings(artifact_dir=str(tmp_path), artifact_retention_days=2)
+        assert prune_artifacts(db, settings, 9) == (4, 400)
+        # Kept: days 8 and 9, each stage's champion and its latest full model.
+        assert sorted(p.stem for p in tmp_path.glob("*.keras")) == [
+            "full-3", "retrieval-full-bootstrap", "retrieval-warm-9", "warm-1", "warm-8", "warm-9"
+        ]
+        assert len(registry.every_version(db)) == len(versions)
+        assert prune_artifacts(db, settings, 9) == (0, 0)
+    with pytest.raises(Exception, match="at least 1"):
+        ModelingSettings(artifact_dir=str(tmp_path), artifact_retention_days=0)
 
 
 def test_judge_promotes_the_best_candidate_and_only_past_the_margin():
