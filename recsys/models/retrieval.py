@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -39,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from recsys.errors import RecsysError
-from recsys.models.network import embed_in_slices, keras_module, tensorflow
+from recsys.models.network import built_for, embed_in_slices, keras_module, tensorflow
 from recsys.models.training import TrainReport
 
 if TYPE_CHECKING:
@@ -61,8 +60,9 @@ class RetrievalConfig:
     1024; more epochs gained little.
 
     Rows: one per id trained on, so the artifact grows with the ids and not with a table's size
-    (about 110 MB with Adam's two moments at MovieLens-32M's 200k users and 87k movies; a step's
-    time does not depend on it, `_train_steps`). Hashed ids into 2^14 rows, the earlier design,
+    (with Adam's two moments, 64 MB at the full-shape benchmark's bootstrap, the ids of its latest
+    2M pairs, then 0.8 MB a day; about 110 MB once all of MovieLens-32M's 288k ids have rows; a
+    step's time does not depend on it, `_train_steps`). Hashed ids into 2^14 rows, the earlier design,
     put about 12 users and 5 movies in a row at that shape. Trained on the latest 2M pairs of the
     full-shape archive through its day 13 and judged on days 14 to 20, returning users' NDCG@10
     of the retrieval stage alone was 0.0058 at 2^14 hashed rows, 0.0138 at 2^16, 0.0245 at 2^18
@@ -189,17 +189,14 @@ def with_rows_for(model: keras.Model, pairs: pl.DataFrame, config: RetrievalConf
     return grown
 
 
-_TOWERS: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
-_STEPS: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
-
-
 def _towers(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    if model not in _TOWERS:
+    built = built_for(model)
+    if "towers" not in built:
         keras = keras_module()
         user = keras.Model({USER_ID: model.get_layer(USER_ID).output}, model.get_layer(USER_VECTOR).output)
         movie = keras.Model({MOVIE_ID: model.get_layer(MOVIE_ID).output}, model.get_layer(MOVIE_VECTOR).output)
-        _TOWERS[model] = (user, movie)
-    return _TOWERS[model]
+        built["towers"] = (user, movie)
+    return built["towers"]
 
 
 def in_batch_loss(model: keras.Model, users: Any, movies: Any, log_q: Any, vectors: list[Any] | None = None) -> Any:
@@ -242,7 +239,8 @@ def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., A
     returning-user NDCG@10 was 0.130 against Keras' 0.129, the served lists' 0.153 and 0.154.
     The output layers are Keras' Adam's, which also counts the steps.
     """
-    if model not in _STEPS:
+    built = built_for(model)
+    if "steps" not in built:
         tf = tensorflow()
         optimizer = model.optimizer
         beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
@@ -336,8 +334,8 @@ def _train_steps(model: keras.Model) -> tuple[Callable[[], Any], Callable[..., A
             for moved in moved_at:
                 moved.assign(tf.fill(tf.shape(moved), optimizer.iterations))
 
-        _STEPS[model] = (start, steps, settle)
-    return _STEPS[model]
+        built["steps"] = (start, steps, settle)
+    return built["steps"]
 
 
 def movie_log_shares(pairs: pl.DataFrame) -> np.ndarray:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from recsys.lake.cleaning import (  # predictions stay on the rating scale
 )
 from recsys.models.config import ModelConfig
 from recsys.models.inputs import model_inputs, rating_targets
-from recsys.models.network import PREDICT_BATCH, tensorflow
+from recsys.models.network import PREDICT_BATCH, built_for, tensorflow
 
 if TYPE_CHECKING:
     import keras
@@ -55,15 +54,12 @@ class TrainReport:
         return values
 
 
-
 # One traced training step per model object, reused across `train` calls. Each new model object
 # costs one trace (~0.3 s); after 5 of them in one process TensorFlow logs "... triggered
 # tf.function retracing" (at most twice per process), which is expected here, not a leak.
-_STEPS: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
-
-
 def _train_step(model: keras.Model) -> Callable[..., Any]:
-    if model not in _STEPS:
+    built = built_for(model)
+    if "step" not in built:
         tf = tensorflow()
         optimizer = model.optimizer
         variables = model.trainable_variables
@@ -77,8 +73,8 @@ def _train_step(model: keras.Model) -> Callable[..., Any]:
             optimizer.apply(tape.gradient(loss, variables), variables)
             return loss
 
-        _STEPS[model] = step
-    return _STEPS[model]
+        built["step"] = step
+    return built["step"]
 
 
 def train(

@@ -239,7 +239,7 @@ def prune_artifacts(features: Store, modeling: ModelingSettings, batch: int) -> 
     Kept: the versions trained through the last `artifact_retention_days` days (what a day scores
     and warm-starts from, and what running one of those days again needs), each stage's champion
     (in service) and its latest full model (scored as a candidate, and what the next full rating
-    training continues). Why: a version's artifact holds its whole state, about 110 MB for the
+    training continues). Why: a version's artifact holds its whole state, 64 to 110 MB for the
     retrieval model at MovieLens-32M's users and movies, and a version a day per stage would fill
     a disk over the archive's 540 days. The registry keeps every version's row, so lineage and
     metrics stay whole; loading a pruned one says its artifact does not exist.

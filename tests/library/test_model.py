@@ -9,9 +9,11 @@ The figures are printed (run with -s to see them).
 
 from __future__ import annotations
 
+import gc
 import json
-from pathlib import Path
 import math
+import weakref
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -185,6 +187,19 @@ def test_towers_are_the_models_halves(data, parent):
     width = CONFIG.factor_settings().width
     np.testing.assert_array_equal(users[:, -width:], inputs["user_factors"])
     np.testing.assert_array_equal(movies[:, -width:], inputs["movie_factors"])
+
+
+def test_a_model_no_longer_used_is_freed_with_what_was_built_for_it(data):
+    """Its towers and traced training step are kept on it, not in a cache that would keep every
+    model a long replay loads alive."""
+    _, examples = data
+    model = fresh_model(CONFIG)
+    train(model, day(examples, TEST_BLOCK).head(300), CONFIG, learning_rate=CONFIG.learning_rate, epochs=1)
+    towers(model)
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
 
 
 def test_warm_start_continues_from_the_parent(data, parent, tmp_path):

@@ -3,6 +3,9 @@ the rating model, and its artifacts warm-start like the rating model's."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import polars as pl
 import pytest
@@ -142,6 +145,17 @@ def test_lazy_adam_trains_the_id_tables_as_keras_adam_does(ids):
         learned, wanted, start = (m.get_layer(table).embeddings.numpy() for m in (lazy, dense, fresh))
         moved = np.linalg.norm(wanted - start)
         assert np.linalg.norm(learned - wanted) < (1e-4 if ids == 4 else 0.05) * moved
+
+
+def test_a_retrieval_model_no_longer_used_is_freed_with_what_was_built_for_it():
+    pairs = choices(np.random.default_rng(0))
+    model = fresh_retrieval_model(CONFIG, pairs)
+    train_retrieval(model, pairs, CONFIG, learning_rate=CONFIG.learning_rate, epochs=1)
+    embed_user_ids(model, np.arange(3))
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
 
 
 def test_the_same_seed_gives_the_same_retrieval_model():
