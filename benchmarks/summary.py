@@ -221,6 +221,19 @@ def table() -> str:
             )
 
         lines.append(f"| the same: bootstrap; weekly retrain per million examples seen; peak RSS | {overall(d)} | {overall(p)} | |")
+
+        def returning(r: dict | None) -> str:
+            ndcg = (r or {}).get("returning_users_ndcg_at_10")
+            if not ndcg:
+                return "not measured"
+            return (
+                f"{ndcg['served']:.4f} / {ndcg['retrieval']:.4f} / {ndcg['popularity']:.4f} "
+                f"({ndcg['served'] / ndcg['popularity']:.2f}x most popular)"
+            )
+
+        lines.append(
+            f"| the same: returning users' NDCG@10, served / retrieval alone / most popular | {returning(d)} | {returning(p)} | |"
+        )
         proj = d["projection"]
         lines.append(
             f"| the whole archive projected ({proj['archive_days']} days at the measured mean day, {proj['weekly_retrains']} weekly "
