@@ -120,8 +120,8 @@ def definitions(calendar: Calendar) -> Definitions:
         kinds={"keras", "tensorflow"},
         owners=OWNERS,
         description="The first champions of both stages, trained from scratch on the bootstrap slice's "
-        "examples: the genre-preference two-tower rating model, and the retrieval two-tower (hashed user "
-        "and movie ids, in-batch softmax with logQ correction) that picks the candidates it orders.",
+        "examples: the genre-preference two-tower rating model, and the retrieval two-tower (a row per "
+        "user and movie id, in-batch softmax with logQ correction) that picks the candidates it orders.",
     )
     def initial_model(features_store: StoreResource, modeling: ModelingResource) -> MaterializeResult:
         settings = modeling.settings()
