@@ -297,6 +297,14 @@ def table() -> str:
                 f"served catalog NDCG@10 vs most popular | {demo['gap_closed']:.0%}; {ndcg['served']:.4f} vs {ndcg['popularity']:.4f} "
                 f"({demo['served_vs_most_popular']:.2f}x) | | >= 50%; >= 2x |"
             )
+        if "oracle_catalog_ndcg_at_10" in demo:
+            oracle = demo["oracle_catalog_ndcg_at_10"]
+            lines.append(
+                f"| the same: the ceiling, a ranking that knows the generator (true popularity, preferences, biases, noise), "
+                f"catalog NDCG@10 vs most popular | {oracle['oracle']:.4f} vs {oracle['popular']:.4f} "
+                f"({demo['oracle_vs_most_popular']:.2f}x; returning users {oracle['oracle_returning']:.4f} vs "
+                f"{oracle['popular_returning']:.4f}) | | |"
+            )
     api = load("api_latency")
     if api:
         for run in api["loads"]:
