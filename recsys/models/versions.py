@@ -224,9 +224,13 @@ def train_full(
 
 
 def previous_full(features: Store, config: ModelConfig, last_batch: int) -> registry.ModelVersion | None:
-    """The latest full rating version before `last_batch` trained with `config`'s settings, which
-    a full training continues; None when there is none (the bootstrap's, or settings changed)."""
-    earlier = [v for v in registry.of_kind(features, "full") if v.last_batch < last_batch and config_of(v) == config]
+    """The latest full rating version before `last_batch` trained with `config`'s settings whose
+    artifact is still there (`prune_artifacts`), which a full training continues; None when there
+    is none (the bootstrap's, or settings changed)."""
+    earlier = [
+        v for v in registry.of_kind(features, "full")
+        if v.last_batch < last_batch and config_of(v) == config and Path(v.artifact).is_file()
+    ]  # fmt: skip
     return max(earlier, key=lambda v: v.last_batch, default=None)
 
 

@@ -11,7 +11,8 @@ import pytest
 from recsys.models import registry
 from recsys.models.daily import DayReport
 from recsys.models.monitoring import BEATS_BIAS, NOT_DEGRADED, monitoring_checks
-from recsys.models.versions import ModelingSettings, prune_artifacts
+from recsys.models.config import ModelConfig
+from recsys.models.versions import ModelingSettings, previous_full, prune_artifacts
 from recsys.settings import store_urls
 from recsys.stores import open_store
 
@@ -81,6 +82,22 @@ def test_pruning_deletes_the_artifacts_no_coming_day_needs_and_keeps_every_regis
         assert prune_artifacts(db, settings, 9) == (0, 0)
     with pytest.raises(Exception, match="at least 1"):
         ModelingSettings(artifact_dir=str(tmp_path), artifact_retention_days=0)
+
+
+def test_a_full_training_continues_the_latest_full_model_whose_artifact_is_kept(store_base, tmp_path):
+    settings = ModelConfig().to_dict()
+    with open_store(store_urls(store_base)["features"]) as db:
+        db.apply_schema("features")
+        for name, last_batch, kept in (("full-6", 6, True), ("full-13", 13, False), ("full-20", 20, True)):
+            artifact = tmp_path / f"{name}.keras"
+            if kept:
+                artifact.write_bytes(b"x")
+            registry.register(db, dataclasses.replace(
+                version(name, "rejected", "full"), last_batch=last_batch, artifact=str(artifact), hyperparameters=settings
+            ))  # fmt: skip
+        assert previous_full(db, ModelConfig(), 20).version == "full-6"  # full-13's artifact was pruned
+        assert previous_full(db, ModelConfig(), 21).version == "full-20"
+        assert previous_full(db, ModelConfig(factors=0), 21) is None  # other settings: a fresh start
 
 
 def test_judge_promotes_the_best_candidate_and_only_past_the_margin():
