@@ -68,7 +68,9 @@ class RetrievalConfig:
     of the retrieval stage alone was 0.0058 at 2^14 hashed rows, 0.0138 at 2^16, 0.0245 at 2^18
     and 0.0308 at 2^20 (about one id in five sharing a row), most popular 0.0322 (by hand on
     synthetic data; issue 14's note). A row per id is where that series ends, at the size of
-    the ids.
+    the ids: in the full-shape benchmark (21 days, d80805c) the retrieval stage alone reached
+    0.0336 and the served lists 0.0528, most popular 0.0315 (0.0070 and 0.0135 with 2^14 hashed
+    rows); on MovieLens 100K, where hashing collided little, served 0.2561 against 0.2521.
 
     A full training sees at most `max_pairs_seen` pairs: all its epochs on a small history, fewer
     passes over a larger one, and one pass over the latest `max_pairs_seen` pairs once the history
