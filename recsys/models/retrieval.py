@@ -46,9 +46,19 @@ if TYPE_CHECKING:
 
 USER_ID, MOVIE_ID = "user_id", "movie_id"
 USER_VECTOR, MOVIE_VECTOR = "retrieval_user", "retrieval_movie"
+
+
+def _lookup(name: str) -> str:
+    return f"{name}_lookup"
+
+
+def _table(name: str) -> str:
+    return f"{name}_embedding"
+
+
 # The layers a retrieval artifact must hold (an artifact from before the id vocabularies lacks
 # the lookups, so it is refused with a sentence rather than trained wrongly).
-LAYERS = frozenset({USER_ID, MOVIE_ID, f"{USER_ID}_lookup", f"{MOVIE_ID}_lookup", USER_VECTOR, MOVIE_VECTOR})
+LAYERS = frozenset({USER_ID, MOVIE_ID, _lookup(USER_ID), _lookup(MOVIE_ID), USER_VECTOR, MOVIE_VECTOR})
 
 
 @dataclass(frozen=True)
@@ -108,14 +118,6 @@ class RetrievalConfig:
         """Epochs of a full training on `pairs` pairs: `epochs`, fewer when that would see more
         than `max_pairs_seen`, and always at least one."""
         return max(1, min(self.epochs, self.max_pairs_seen // max(pairs, 1)))
-
-
-def _lookup(name: str) -> str:
-    return f"{name}_lookup"
-
-
-def _table(name: str) -> str:
-    return f"{name}_embedding"
 
 
 def _ids(pairs: pl.DataFrame, column: str) -> np.ndarray:
