@@ -301,21 +301,29 @@ def _sum_terms(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return terms
 
 
-def fold_in(factors: MovieFactors, settings: FactorSettings, history: pl.DataFrame) -> np.ndarray:
-    """Each rating of `history` (user_id, movie_id, rating, global_mean, timestamp): its user's
-    vector [x_u (k + 1), 1] solved from the user's ratings in `history` strictly before its
-    second, so a rating never sees itself nor another of its second. Returns float32
-    (history rows, k + 2), in `history`'s order.
+def fold_in(
+    factors: MovieFactors, settings: FactorSettings, history: pl.DataFrame, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Each rating of `history` (user_id, movie_id, rating, global_mean, timestamp), or only its
+    rows at positions `rows`: its user's vector [x_u (k + 1), 1] solved from the user's ratings in
+    `history` strictly before its second, so a rating never sees itself nor another of its
+    second. Returns float32 (history rows, k + 2) in `history`'s order, or (len(rows), k + 2) in
+    `rows`' order.
 
     A day's ratings are folded in against the history of the day's users, the day included (its
-    earlier ratings count). Sorted by user and time, each rating's sums are the user's running
-    sums up to the first rating of its second; a long history goes in slices of about
-    FOLD_IN_CHUNK_ROWS rows, cut between users.
+    earlier ratings count): every rating of the history adds to the sums, but only the day's rows
+    are solved for (`rows`), a seventh of a full-shape day's history. Sorted by user and time, each
+    rating's sums are the user's running sums up to the first rating of its second; a long history
+    goes in slices of about FOLD_IN_CHUNK_ROWS rows, cut between users.
     """
     z, y = _terms(factors, settings, history)
     out = np.empty((history.height, settings.width), dtype=np.float32)
     if history.height == 0:
-        return out
+        return out if rows is None else out[rows]
+    wanted = np.ones(history.height, dtype=bool)
+    if rows is not None:
+        wanted[:] = False
+        wanted[rows] = True
     users = history["user_id"].cast(pl.Int64).to_numpy()
     timestamps = history["timestamp"].cast(pl.Int64).to_numpy()
     order = np.lexsort((timestamps, users))
@@ -336,10 +344,11 @@ def fold_in(factors: MovieFactors, settings: FactorSettings, history: pl.DataFra
         index = np.arange(last - first)
         user_first = np.maximum.accumulate(np.where(user_start[first:last], index, 0))
         second_first = np.maximum.accumulate(np.where(second_start[first:last], index, 0))
-        sums = np.take(before, second_first, axis=1)
-        sums -= np.take(before, user_first, axis=1)
-        out[picked] = _with_constant(_solve(sums[:pairs], sums[pairs:], ridge))
-    return out
+        solved = np.flatnonzero(wanted[picked])
+        sums = np.take(before, second_first[solved], axis=1)
+        sums -= np.take(before, user_first[solved], axis=1)
+        out[picked[solved]] = _with_constant(_solve(sums[:pairs], sums[pairs:], ridge))
+    return out if rows is None else out[rows]
 
 
 def fold_in_latest(factors: MovieFactors, settings: FactorSettings, history: pl.DataFrame, user_ids: np.ndarray) -> np.ndarray:

@@ -73,6 +73,17 @@ def test_fold_in_is_the_ridge_of_the_users_strictly_earlier_ratings(monkeypatch,
     np.testing.assert_array_equal(folded[first.to_numpy()], np.tile(np.r_[np.zeros(SETTINGS.factors + 1), 1.0], (first.len(), 1)))
 
 
+@pytest.mark.parametrize("chunk_rows", [10**9, 500])
+def test_folding_in_some_rows_gives_those_rows_of_the_whole_fold_in(monkeypatch, chunk_rows):
+    """Only the day's rows are solved for (`rows`), in `rows`' order, from the sums of every rating."""
+    monkeypatch.setattr(factors, "FOLD_IN_CHUNK_ROWS", chunk_rows)
+    history = history_frame(2)
+    movie_factors = movie_factors_for(history)
+    rows = np.random.default_rng(3).permutation(history.height)[: history.height // 7]
+    np.testing.assert_array_equal(fold_in(movie_factors, SETTINGS, history, rows), fold_in(movie_factors, SETTINGS, history)[rows])
+    assert fold_in(movie_factors, SETTINGS, history, rows[:0]).shape == (0, SETTINGS.width)
+
+
 def test_a_rating_never_sees_itself_nor_its_second_nor_later_ones():
     history = history_frame(3)
     movie_factors = movie_factors_for(history)
