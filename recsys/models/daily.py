@@ -21,17 +21,15 @@ from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
 from recsys.features.point_in_time import EXAMPLE_COLUMNS, catalog_features
 from recsys.features.state import state_as_of
-from recsys.models import artifacts, factors, network, ranking, registry, retrieval, training
+from recsys.models import factors, network, ranking, registry, retrieval, training
 from recsys.models.baselines import BiasBaseline
 from recsys.models.config import ModelConfig
 from recsys.models.versions import (
-    RETRIEVAL_LAYERS,
+    LoadedVersions,
     ModelingSettings,
     cold_rating_user,
     config_of,
     examples_where,
-    load_factors,
-    load_version,
     rating_history,
     retrieval_config_of,
     save_version,
@@ -91,7 +89,7 @@ class DayScores:
         return self.ratings.filter(pl.col("batch") < self.examples["batch"][0])
 
 
-def score_day(batch: int, features: Store, calendar: Calendar) -> DayScores:
+def score_day(batch: int, features: Store, calendar: Calendar, loaded: LoadedVersions) -> DayScores:
     """Test before train: every model and baseline on day `batch`, which none has trained on."""
     examples = examples_where(features, "batch = $batch", {"batch": batch})
     if examples.height == 0:
@@ -117,17 +115,16 @@ def score_day(batch: int, features: Store, calendar: Calendar) -> DayScores:
         # The same fit, its user term recomputed at each rating's time from all earlier ratings.
         "bias_event_time": bias.predict_at_event_time(past, examples),
     }
-    loaded = {name: load_version(version) for name, version in models.items()}
-    movie_factors = {name: load_factors(version) for name, version in models.items()}
     # Each model reads the day with its own factors: its users folded in from their history,
-    # the day's earlier ratings included.
+    # the day's earlier ratings included. Kinds naming one version (the latest full model is
+    # often the champion) are scored once.
     users_history = ratings.join(examples.select("user_id").unique(), on="user_id", how="semi")
-    slotted = {
-        name: with_factor_slots(examples, config_of(version), movie_factors[name], users_history)
-        for name, version in models.items()
-    }
+    slotted, scored = {}, {}
     for name, version in models.items():
-        predictions[name] = training.predict(loaded[name], slotted[name], config_of(version))
+        if version.version not in scored:
+            read = with_factor_slots(examples, config_of(version), loaded.factors(version), users_history)
+            scored[version.version] = read, training.predict(loaded.model(version), read, config_of(version))
+        slotted[name], predictions[name] = scored[version.version]
     truth = examples["rating"].to_numpy()
     rows = []
     history = examples["u_count"].to_numpy()
@@ -147,7 +144,7 @@ def score_day(batch: int, features: Store, calendar: Calendar) -> DayScores:
         },  # fmt: skip
     )
     return DayScores(
-        table, models, slotted["champion"], ratings, loaded["champion"], predictions["champion"], movie_factors["champion"],
+        table, models, slotted["champion"], ratings, loaded.model(champion), predictions["champion"], loaded.factors(champion),
         users_history,
     )
 
@@ -173,6 +170,7 @@ def rank_day(
     features: Store,
     popularity: ranking.PopularityWindow,
     calendar: Calendar,
+    loaded: LoadedVersions,
 ) -> pl.DataFrame:
     """Test-then-train ranking quality of every ranking on day `batch`.
 
@@ -211,14 +209,16 @@ def rank_day(
     columns, top = ranking.top_n_unrated(user_vectors, movie_vectors, indptr, indices, ranking.K)
     champion_list = ranking.as_list(user_ids, movie_ids, columns, top).select("user_id", "rank", "movie_id")
 
-    retrieval_lists, two_stage_list = {}, None
+    retrieval_lists, two_stage_list, searched = {}, None, {}
     for kind, version in retrievers.items():
-        model, settings = load_version(version), retrieval_config_of(version)
-        users_r = retrieval.user_queries(model, user_ids, settings)
+        model, settings = loaded.model(version), retrieval_config_of(version)
         movies_r = retrieval.embed_movie_ids(model, movie_ids)
-        # The champion's search fetches its candidates, whose first K are its own list.
-        fetch = max(ranking.K, settings.candidates) if kind == "champion" else ranking.K
-        found, found_scores = ranking.top_n_unrated(users_r, movies_r, indptr, indices, fetch)
+        if version.version not in searched:  # a candidate that is the champion is searched once
+            users_r = retrieval.user_queries(model, user_ids, settings)
+            # The champion's search fetches its candidates, whose first K are its own list.
+            fetch = max(ranking.K, settings.candidates) if kind == "champion" else ranking.K
+            searched[version.version] = ranking.top_n_unrated(users_r, movies_r, indptr, indices, fetch)
+        found, found_scores = searched[version.version]
         retrieval_lists[kind] = ranking.as_list(
             user_ids, movie_ids, found[:, : ranking.K], found_scores[:, : ranking.K]
         ).select("user_id", "rank", "movie_id")
@@ -291,7 +291,8 @@ def rank_day(
 
 
 def warm_start_factors(
-    scores: DayScores, parent: registry.ModelVersion, config: ModelConfig, features: Store, batch: int
+    scores: DayScores, parent: registry.ModelVersion, config: ModelConfig, features: Store, batch: int,
+    loaded: LoadedVersions,
 ) -> factors.MovieFactors | None:
     """A warm start's movie factors: its parent's fit carried forward by the users who rated after
     the parent's last batch (`factors.update_movie_factors`, at what their ratings cost); for a
@@ -299,7 +300,7 @@ def warm_start_factors(
     rating through the day instead."""
     if not config.factors:
         return None
-    start = load_factors(parent)
+    start = loaded.factors(parent)
     if start is None or not start.has_fit_state:
         return factors.fit_movie_factors(
             scores.ratings, config.factor_settings(), start=start, iterations=config.factor_warm_iterations
@@ -318,10 +319,11 @@ def run_day(
 ) -> DayReport:
     """Score day `batch` (MSE and ranking), let each stage's gate decide on its candidates, then
     warm-start both stages on the day."""
-    scores = score_day(batch, features, calendar)
+    loaded = LoadedVersions()
+    scores = score_day(batch, features, calendar, loaded)
     table, models = scores.table, scores.models
     retrievers = retrieval_versions(features, batch)
-    ranks = rank_day(scores, retrievers, batch, features, popularity, calendar)
+    ranks = rank_day(scores, retrievers, batch, features, popularity, calendar, loaded)
     partition_key = calendar.partition_of(batch)
     # A day's test-then-train figures are immutable: when the day is run again, its champion may
     # be one that has learned from the day (promoted on it), so the first scoring stands.
@@ -365,8 +367,8 @@ def run_day(
     # A warm model keeps its parent's architecture (and so its recorded settings).
     parent = promoted_now or models.get("warm") or champion
     config = config_of(parent)
-    warmed = artifacts.warm_start(parent.artifact, parent.checksum, config)
-    warm_factors = warm_start_factors(scores, parent, config, features, batch)
+    warm_factors = warm_start_factors(scores, parent, config, features, batch, loaded)
+    warmed = loaded.for_training(parent, config.warm_learning_rate)
     examples = with_factor_slots(scores.examples.select(EXAMPLE_COLUMNS), config, warm_factors, scores.history)
     report = training.train(warmed, examples, config, learning_rate=config.warm_learning_rate, epochs=config.warm_epochs)
     warm = save_version(
@@ -377,7 +379,7 @@ def run_day(
     retrieval_parent = retrieval_promoted or retrievers.get("warm") or retrievers["champion"]
     retrieval_settings = modeling.retrieval_config()
     day_pairs = scores.examples.select("user_id", "movie_id")
-    warmed = artifacts.warm_start(retrieval_parent.artifact, retrieval_parent.checksum, retrieval_settings, RETRIEVAL_LAYERS)
+    warmed = loaded.for_training(retrieval_parent, retrieval_settings.warm_learning_rate)
     warmed = retrieval.with_rows_for(warmed, day_pairs, retrieval_settings)
     retrieval_report = retrieval.train_retrieval(
         warmed, day_pairs, retrieval_settings,

@@ -17,7 +17,7 @@ from asset_replay import (
     partition_of,
 )
 
-from recsys.models import registry
+from recsys.models import registry, versions
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +139,22 @@ def test_the_same_seed_replays_to_the_same_models(archive, tmp_path):
     assert outcomes[0][1].equals(outcomes[1][1])
 
 
-def test_a_day_run_again_keeps_its_first_test_then_train_scores(archive, tmp_path):
+def test_a_day_run_again_keeps_its_first_test_then_train_scores(archive, tmp_path, monkeypatch):
     replay = AssetReplay(tmp_path / "stores", archive, tmp_path / "models")
     replay.run(BOOTSTRAP_ASSETS)
+    load_version = versions.load_version
+    loads = []
+    monkeypatch.setattr(versions, "load_version", lambda version: loads.append(version.version) or load_version(version))
     for batch in range(3):
+        loads.clear()
         replay.day(batch)
+        # The models layer's day loads each version once, also a candidate that is the champion,
+        # and warm-starts both stages from the models it scored (yesterday's warm models).
+        assert loads and sorted(loads) == sorted(set(loads))
+        if batch:
+            with replay.features_db() as db:
+                warm = {registry.latest(db, "warm", batch + 1, stage).parent for stage in (registry.RATING, registry.RETRIEVAL)}
+            assert warm <= set(loads)
     query = "SELECT model, version, segment, rows, mse FROM model_metrics WHERE batch = 2 ORDER BY model, segment"
     with replay.features_db() as db:
         first = db.query(query)
