@@ -67,18 +67,26 @@ def retrieval_pairs_seen(examples: int) -> int:
     return config.full_epochs(pairs) * pairs
 
 
+def rating_examples_seen(examples: int) -> int:
+    """Examples the rating towers of a full retrain see on a history of `examples`: every weekly
+    retrain continues the previous full model (the bootstrap's, for the first) for
+    `retrain_epochs` over at most the latest `max_examples_continued` (`versions.train_full`)."""
+    config = ModelConfig()
+    return config.retrain_epochs * min(examples, config.max_examples_continued)
+
+
 def examples_seen(week: int) -> int:
     """Examples (rating) plus pairs (retrieval) a full retrain after week `week` sees: each
-    model's epochs over what it learns from. Every weekly retrain's rating model continues the
-    previous full model (the bootstrap's, for the first) for `retrain_epochs`."""
+    model's epochs over what it learns from."""
     examples = week_examples(week)
-    return ModelConfig().retrain_epochs * examples + retrieval_pairs_seen(examples)
+    return rating_examples_seen(examples) + retrieval_pairs_seen(examples)
 
 
 def retrain_rates(features: Store, weekly_s: float) -> dict | None:
     """Seconds per unit of each part of the replay's weekly retrains: the rating towers per
     example-epoch, the retrieval model per pair-epoch (both from the registry's training
-    seconds), the rest of the step per example trained on."""
+    seconds), the rest of the step (reading the history, the factor fit over every rating, each
+    trained example's user folded in from the history, saving) per example of the history."""
     rating = [v for v in registry.of_kind(features, "full") if v.last_batch > BOOTSTRAP_BATCH]
     retrieval = [v for v in registry.of_kind(features, "full", registry.RETRIEVAL) if v.last_batch > BOOTSTRAP_BATCH]
     if not rating or len(rating) != len(retrieval):
@@ -96,7 +104,7 @@ def retrain_rates(features: Store, weekly_s: float) -> dict | None:
         "rest_s": round(weekly_s - rating_s - retrieval_s, 1),
         "rating_s_per_million_example_epochs": round(rating_s / seen(rating) * 1e6, 3),
         "retrieval_s_per_million_pairs": round(retrieval_s / seen(retrieval) * 1e6, 3),
-        "rest_s_per_million_examples": round((weekly_s - rating_s - retrieval_s) / sum(v.rows for v in rating) * 1e6, 3),
+        "rest_s_per_million_examples": round((weekly_s - rating_s - retrieval_s) / sum(week_examples(w) for w in range(len(rating))) * 1e6, 3),
     }
 
 
@@ -104,7 +112,7 @@ def projected_retrain_s(rates: dict, week: int) -> float:
     """A retrain after week `week` at `retrain_rates`: each part times what it would see."""
     examples = week_examples(week)
     return (
-        rates["rating_s_per_million_example_epochs"] * ModelConfig().retrain_epochs * examples
+        rates["rating_s_per_million_example_epochs"] * rating_examples_seen(examples)
         + rates["retrieval_s_per_million_pairs"] * retrieval_pairs_seen(examples)
         + rates["rest_s_per_million_examples"] * examples
     ) / 1e6
@@ -201,10 +209,10 @@ def main() -> None:
                 "total_hours": round((ARCHIVE_DAYS * mean_day + projected_weekly + bootstrap_s) / 3600, 1),
                 "assumes": "days cost their measured mean (champion changes at the measured rate); a weekly retrain "
                 "costs each part's measured rate (weekly_retrain_parts) times what it would see: the rating towers "
-                "retrain_epochs over the bootstrap + 350k examples a week so far (continuing the previous full "
-                "model), the retrieval model the pairs it "
+                "retrain_epochs over at most the latest max_examples_continued of the bootstrap + 350k examples a "
+                "week so far (continuing the previous full model), the retrieval model the pairs it "
                 "sees (retrieval_pairs_seen: at most the latest max_pairs_seen), "
-                "the rest the examples",
+                "the rest the whole history's examples",
             },
             "mean_mse": summary["mean_mse"],
             # Test-then-train NDCG@10 over the catalog for users with a rating before the day: the
