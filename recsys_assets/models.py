@@ -224,10 +224,10 @@ def definitions(calendar: Calendar) -> Definitions:
         partitions_def=weekly_partitions(calendar),
         kinds={"keras", "tensorflow"},
         owners=OWNERS,
-        description="The weekly full retrain of both stages up to the end of its week: the rating model on every "
-        "example (bootstrap included), continuing the previous full rating model (its parent) at the warm "
-        "learning rate; the retrieval model from scratch on the latest pairs its budget allows. Registered as "
-        "candidates for the promotion gates.",
+        description="The weekly full retrain of both stages up to the end of its week: the rating model's movie "
+        "factors on every rating (bootstrap included), its towers continuing the previous full rating model (its "
+        "parent) at the warm learning rate on the latest examples its window allows; the retrieval model from "
+        "scratch on the latest pairs its budget allows. Registered as candidates for the promotion gates.",
     )
     def full_model(context: AssetExecutionContext, features_store: StoreResource, modeling: ModelingResource) -> MaterializeResult:
         # The week's last day: the day before the next week starts.
