@@ -85,14 +85,19 @@ class MovieFactors:
         """No movie has factors (what a movie nobody rated gets from any fit)."""
         return cls(movie_ids=np.zeros(0, dtype=np.int64), rows=np.zeros((0, settings.width), dtype=np.float32))
 
+    def positions(self, movie_ids: np.ndarray) -> np.ndarray:
+        """Each movie's position in `rows`, -1 for movies without factors."""
+        movie_ids = np.asarray(movie_ids, dtype=np.int64)
+        if not len(self.movie_ids):
+            return np.full(len(movie_ids), -1, dtype=np.int64)
+        where = np.minimum(np.searchsorted(self.movie_ids, movie_ids), len(self.movie_ids) - 1)
+        return np.where(self.movie_ids[where] == movie_ids, where, -1)
+
     def lookup(self, movie_ids: np.ndarray) -> np.ndarray:
         """Rows for `movie_ids`, zeros for movies without factors (they then add nothing)."""
-        movie_ids = np.asarray(movie_ids, dtype=np.int64)
-        out = np.zeros((len(movie_ids), self.rows.shape[1]), dtype=np.float32)
-        if len(self.movie_ids):
-            where = np.minimum(np.searchsorted(self.movie_ids, movie_ids), len(self.movie_ids) - 1)
-            found = self.movie_ids[where] == movie_ids
-            out[found] = self.rows[where[found]]
+        where = self.positions(movie_ids)
+        out = np.zeros((len(where), self.rows.shape[1]), dtype=np.float32)
+        out[where >= 0] = self.rows[where[where >= 0]]
         return out
 
 
@@ -271,16 +276,15 @@ def _add_by_movie(sums: np.ndarray, movies: np.ndarray, terms: np.ndarray) -> No
         sums[:, column] += np.bincount(movies, weights=terms[:, column], minlength=len(sums))
 
 
-def _terms(factors: MovieFactors, settings: FactorSettings, history: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each history rating's z = [q, 1] (zeros for a movie without factors, which then adds
-    nothing) and y = rating - global_mean - b_i; z is (k + 1, rows), a row per component."""
-    missing = [c for c in FOLD_IN_COLUMNS if c not in history.columns]
-    if missing:
-        raise RecsysError(f"The history to fold users in from lacks the column(s) {', '.join(missing)}.")
+def _terms(factors: MovieFactors, settings: FactorSettings, positions: np.ndarray, centered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each rating's z = [q, 1] (zeros for a movie without factors, which then adds nothing) and
+    y = rating - global_mean - b_i, from its movie's position (`MovieFactors.positions`) and its
+    rating - global_mean; z is (k + 1, rows), a row per component."""
     k = settings.factors
-    rows = factors.lookup(history["movie_id"].to_numpy())
-    y = (history["rating"].cast(pl.Float64) - history["global_mean"].cast(pl.Float64)).to_numpy() - rows[:, k + 1]
-    return np.ascontiguousarray(rows[:, : k + 1].T, dtype=np.float64), y
+    rows = np.zeros((len(positions), k + 2))
+    known = positions >= 0
+    rows[known] = factors.rows[positions[known]]
+    return np.ascontiguousarray(rows[:, : k + 1].T), centered - rows[:, k + 1]
 
 
 def _fold_in_ridge(settings: FactorSettings) -> np.ndarray:
@@ -310,23 +314,39 @@ def fold_in(
     second. Returns float32 (history rows, k + 2) in `history`'s order, or (len(rows), k + 2) in
     `rows`' order.
 
-    A day's ratings are folded in against the history of the day's users, the day included (its
-    earlier ratings count): every rating of the history adds to the sums, but only the day's rows
-    are solved for (`rows`), a seventh of a full-shape day's history. Sorted by user and time, each
-    rating's sums are the user's running sums up to the first rating of its second; a long history
-    goes in slices of about FOLD_IN_CHUNK_ROWS rows, cut between users.
+    Sorted by user and time, each rating's sums are the user's running sums up to the first rating
+    of its second; a long history goes in slices of about FOLD_IN_CHUNK_ROWS rows, cut between
+    users. With `rows` (a day's examples against its users' history, a weekly retrain's latest
+    examples against every rating), only those rows are solved for, and a user's ratings before
+    the first second among their rows count alike for all of them: they are summed per user with
+    two sparse products (`_user_sums`) and only the rest go through the running sums. At
+    MovieLens-32M's shape a day's rows are a seventh of its users' history, a retrain's 2M
+    examples a third of a 6M history and a sixteenth of the archive's.
     """
-    z, y = _terms(factors, settings, history)
+    missing = [c for c in FOLD_IN_COLUMNS if c not in history.columns]
+    if missing:
+        raise RecsysError(f"The history to fold users in from lacks the column(s) {', '.join(missing)}.")
     out = np.empty((history.height, settings.width), dtype=np.float32)
-    if history.height == 0:
+    if history.height == 0 or (rows is not None and len(rows) == 0):
         return out if rows is None else out[rows]
-    wanted = np.ones(history.height, dtype=bool)
-    if rows is not None:
-        wanted[:] = False
-        wanted[rows] = True
     users = history["user_id"].cast(pl.Int64).to_numpy()
     timestamps = history["timestamp"].cast(pl.Int64).to_numpy()
-    order = np.lexsort((timestamps, users))
+    positions = factors.positions(history["movie_id"].to_numpy())
+    centered = (history["rating"].cast(pl.Float64) - history["global_mean"].cast(pl.Float64)).to_numpy()
+    if rows is None:
+        wanted, running, user_row, earlier = np.ones(history.height, dtype=bool), np.arange(history.height), None, None
+    else:
+        wanted = np.zeros(history.height, dtype=bool)
+        wanted[rows] = True
+        row_users, of_row = np.unique(users[rows], return_inverse=True)
+        first_second = np.full(len(row_users), np.iinfo(np.int64).max)
+        np.minimum.at(first_second, of_row, timestamps[rows])
+        user_row = np.minimum(np.searchsorted(row_users, users), len(row_users) - 1)
+        of_row_users = row_users[user_row] == users
+        before_first = of_row_users & (timestamps < first_second[user_row])
+        earlier = _user_sums(factors, settings, user_row[before_first], positions[before_first], centered[before_first], len(row_users))
+        running = np.flatnonzero(of_row_users & ~before_first)
+    order = running[np.lexsort((timestamps[running], users[running]))]
     users, timestamps = users[order], timestamps[order]
     user_start = np.r_[True, users[1:] != users[:-1]]
     second_start = user_start | np.r_[True, timestamps[1:] != timestamps[:-1]]
@@ -338,7 +358,7 @@ def fold_in(
         if first >= last:
             continue
         picked = order[first:last]
-        terms = _sum_terms(z[:, picked], y[picked])
+        terms = _sum_terms(*_terms(factors, settings, positions[picked], centered[picked]))
         before = np.cumsum(terms, axis=1)
         before -= terms  # sums over the slice's ratings before each one
         index = np.arange(last - first)
@@ -347,34 +367,47 @@ def fold_in(
         solved = np.flatnonzero(wanted[picked])
         sums = np.take(before, second_first[solved], axis=1)
         sums -= np.take(before, user_first[solved], axis=1)
+        if earlier is not None:
+            sums += np.take(earlier, user_row[picked[solved]], axis=1)
         out[picked[solved]] = _with_constant(_solve(sums[:pairs], sums[pairs:], ridge))
     return out if rows is None else out[rows]
 
 
+def _user_sums(
+    factors: MovieFactors, settings: FactorSettings, user_rows: np.ndarray, positions: np.ndarray, centered: np.ndarray,
+    n_users: int,
+) -> np.ndarray:
+    """For each of `n_users` users, the sums of `_sum_terms` over their ratings (user_rows, the
+    movies' `positions`, rating - global_mean): (terms, n_users). Two sparse products, the users x
+    movies count matrix times each movie's z z^T and the matrix of y times each movie's z, so the
+    cost is the ratings', not a term per rating; a movie without factors adds nothing."""
+    k = settings.factors
+    known = positions >= 0
+    user_rows, positions = user_rows[known], positions[known]
+    z = factors.rows[:, : k + 1].astype(np.float64)  # (movies, k + 1): [q, 1]
+    y = centered[known] - factors.rows[positions, k + 1]
+    shape = (n_users, len(factors.movie_ids))
+    counts = sparse.csr_matrix((np.ones(len(positions)), (user_rows, positions)), shape=shape)
+    residuals = sparse.csr_matrix((y, (user_rows, positions)), shape=shape)
+    rows, columns = _upper(k + 1)
+    return np.vstack([(counts @ (z[:, rows] * z[:, columns])).T, (residuals @ z).T])
+
+
 def fold_in_latest(factors: MovieFactors, settings: FactorSettings, history: pl.DataFrame, user_ids: np.ndarray) -> np.ndarray:
     """Each of `user_ids`' vector from all their ratings in `history` (user_id, movie_id, rating,
-    global_mean; as of its end), in `user_ids`' order. The sums are sparse products: the users x movies count matrix times each
-    movie's z z^T, the users x movies matrix of y times each movie's z; no per-rating terms."""
+    global_mean; as of its end), in `user_ids`' order (`_user_sums`: no per-rating terms)."""
     missing = [c for c in FOLD_IN_COLUMNS[:-1] if c not in history.columns]
     if missing:
         raise RecsysError(f"The history to fold users in from lacks the column(s) {', '.join(missing)}.")
-    k, n = settings.factors, len(user_ids)
+    k = settings.factors
     wanted = pl.DataFrame({"user_id": np.asarray(user_ids, dtype=np.int64)}).with_row_index("user_row")
-    known = pl.DataFrame({"movie_id": factors.movie_ids}).with_row_index("movie_row")
-    rated = (
-        history.select(pl.col("user_id").cast(pl.Int64), pl.col("movie_id").cast(pl.Int64), (pl.col("rating") - pl.col("global_mean")).alias("centered"))
-        .join(wanted, on="user_id")
-        .join(known, on="movie_id")  # a movie without factors adds nothing
-    )
-    user_rows, movie_rows = rated["user_row"].to_numpy(), rated["movie_row"].to_numpy()
-    z = np.column_stack([factors.rows[:, : k + 1]]).astype(np.float64)  # (movies, k + 1): [q, 1]
-    y = rated["centered"].to_numpy() - factors.rows[movie_rows, k + 1]
-    shape = (n, len(factors.movie_ids))
-    counts = sparse.csr_matrix((np.ones(len(user_rows)), (user_rows, movie_rows)), shape=shape)
-    residuals = sparse.csr_matrix((y, (user_rows, movie_rows)), shape=shape)
-    rows, columns = _upper(k + 1)
-    x = _solve((counts @ (z[:, rows] * z[:, columns])).T, (residuals @ z).T, _fold_in_ridge(settings))
-    return _with_constant(x)
+    rated = history.select(
+        pl.col("user_id").cast(pl.Int64), pl.col("movie_id").cast(pl.Int64), (pl.col("rating") - pl.col("global_mean")).alias("centered")
+    ).join(wanted, on="user_id")
+    positions = factors.positions(rated["movie_id"].to_numpy())
+    sums = _user_sums(factors, settings, rated["user_row"].to_numpy(), positions, rated["centered"].to_numpy(), len(user_ids))
+    pairs = len(_upper(k + 1)[0])
+    return _with_constant(_solve(sums[:pairs], sums[pairs:], _fold_in_ridge(settings)))
 
 
 def user_factor_columns(settings: FactorSettings) -> list[str]:

@@ -74,13 +74,18 @@ def test_fold_in_is_the_ridge_of_the_users_strictly_earlier_ratings(monkeypatch,
 
 
 @pytest.mark.parametrize("chunk_rows", [10**9, 500])
-def test_folding_in_some_rows_gives_those_rows_of_the_whole_fold_in(monkeypatch, chunk_rows):
-    """Only the day's rows are solved for (`rows`), in `rows`' order, from the sums of every rating."""
+@pytest.mark.parametrize("chosen", ["latest", "random"])
+def test_folding_in_some_rows_gives_those_rows_of_the_whole_fold_in(monkeypatch, chunk_rows, chosen):
+    """Only the rows asked for are solved for, in their order: the latest seventh of the history
+    (a day, or a retrain's window, whose users' earlier ratings are summed per user) or any."""
     monkeypatch.setattr(factors, "FOLD_IN_CHUNK_ROWS", chunk_rows)
     history = history_frame(2)
     movie_factors = movie_factors_for(history)
-    rows = np.random.default_rng(3).permutation(history.height)[: history.height // 7]
-    np.testing.assert_array_equal(fold_in(movie_factors, SETTINGS, history, rows), fold_in(movie_factors, SETTINGS, history)[rows])
+    n, rng = history.height // 7, np.random.default_rng(3)
+    latest = np.argsort(history["timestamp"].to_numpy(), kind="stable")[-n:]
+    rows = rng.permutation(latest) if chosen == "latest" else rng.choice(history.height, n, replace=False)
+    whole = fold_in(movie_factors, SETTINGS, history)
+    np.testing.assert_allclose(fold_in(movie_factors, SETTINGS, history, rows), whole[rows], rtol=0, atol=1e-6)
     assert fold_in(movie_factors, SETTINGS, history, rows[:0]).shape == (0, SETTINGS.width)
 
 
