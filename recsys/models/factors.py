@@ -368,7 +368,7 @@ def fold_in(
         sums = np.take(before, second_first[solved], axis=1)
         sums -= np.take(before, user_first[solved], axis=1)
         if earlier is not None:
-            sums += np.take(earlier, user_row[picked[solved]], axis=1)
+            sums += earlier[user_row[picked[solved]]].T
         out[picked[solved]] = _with_constant(_solve(sums[:pairs], sums[pairs:], ridge))
     return out if rows is None else out[rows]
 
@@ -378,19 +378,17 @@ def _user_sums(
     n_users: int,
 ) -> np.ndarray:
     """For each of `n_users` users, the sums of `_sum_terms` over their ratings (user_rows, the
-    movies' `positions`, rating - global_mean): (terms, n_users). Two sparse products, the users x
-    movies count matrix times each movie's z z^T and the matrix of y times each movie's z, so the
-    cost is the ratings', not a term per rating; a movie without factors adds nothing."""
+    movies' `positions`, rating - global_mean), as `_sums` gives them: (n_users, terms), from
+    sparse products over the movies' z, so the cost is the ratings', not a term per rating; a
+    movie without factors adds nothing."""
     k = settings.factors
     known = positions >= 0
     user_rows, positions = user_rows[known], positions[known]
-    z = factors.rows[:, : k + 1].astype(np.float64)  # (movies, k + 1): [q, 1]
     y = centered[known] - factors.rows[positions, k + 1]
     shape = (n_users, len(factors.movie_ids))
     counts = sparse.csr_matrix((np.ones(len(positions)), (user_rows, positions)), shape=shape)
     residuals = sparse.csr_matrix((y, (user_rows, positions)), shape=shape)
-    rows, columns = _upper(k + 1)
-    return np.vstack([(counts @ (z[:, rows] * z[:, columns])).T, (residuals @ z).T])
+    return _sums(counts, residuals, factors.rows[:, : k + 1].astype(np.float64))  # z = [q, 1] per movie
 
 
 def fold_in_latest(factors: MovieFactors, settings: FactorSettings, history: pl.DataFrame, user_ids: np.ndarray) -> np.ndarray:
@@ -399,15 +397,13 @@ def fold_in_latest(factors: MovieFactors, settings: FactorSettings, history: pl.
     missing = [c for c in FOLD_IN_COLUMNS[:-1] if c not in history.columns]
     if missing:
         raise RecsysError(f"The history to fold users in from lacks the column(s) {', '.join(missing)}.")
-    k = settings.factors
     wanted = pl.DataFrame({"user_id": np.asarray(user_ids, dtype=np.int64)}).with_row_index("user_row")
     rated = history.select(
         pl.col("user_id").cast(pl.Int64), pl.col("movie_id").cast(pl.Int64), (pl.col("rating") - pl.col("global_mean")).alias("centered")
     ).join(wanted, on="user_id")
     positions = factors.positions(rated["movie_id"].to_numpy())
     sums = _user_sums(factors, settings, rated["user_row"].to_numpy(), positions, rated["centered"].to_numpy(), len(user_ids))
-    pairs = len(_upper(k + 1)[0])
-    return _with_constant(_solve(sums[:pairs], sums[pairs:], _fold_in_ridge(settings)))
+    return _with_constant(_solve_sums(sums, _fold_in_ridge(settings)))
 
 
 def user_factor_columns(settings: FactorSettings) -> list[str]:
