@@ -204,10 +204,10 @@ def _ridges(settings: FactorSettings) -> tuple[np.ndarray, np.ndarray]:
 
 def _rating_terms(side: np.ndarray, centered: np.ndarray) -> np.ndarray:
     """Each rating's terms of its movie's sums, from its user's side [p_u, b_u]: the upper
-    triangle of z z^T and z y, z = [p_u, 1], y = centered - b_u; (ratings, width)."""
-    z = np.column_stack([side[:, :-1], np.ones(len(side))])
-    rows, columns = _upper(z.shape[1])
-    return np.hstack([z[:, rows] * z[:, columns], z * (centered - side[:, -1])[:, None]])
+    triangle of z z^T and z y, z = [p_u, 1], y = centered - b_u; (width, ratings), a row per
+    component (`_sum_terms`)."""
+    z = np.vstack([side[:, :-1].T, np.ones(len(side))])
+    return _sum_terms(z, centered - side[:, -1])
 
 
 def update_movie_factors(factors: MovieFactors, settings: FactorSettings, history: pl.DataFrame, after_batch: int) -> MovieFactors:
@@ -247,7 +247,7 @@ def update_movie_factors(factors: MovieFactors, settings: FactorSettings, histor
         raise RecsysError("The movie factors' state lacks users whose earlier ratings it should hold.")
     old_side = np.zeros((len(user_ids), k + 1))
     old_side[found] = factors.user_side[where[found]]
-    _add_by_movie(sums, movies[earlier], -_rating_terms(old_side[users[earlier]], centered[earlier]))
+    _add_by_movie(sums, movies[earlier], _rating_terms(old_side[users[earlier]], centered[earlier]), sign=-1.0)
     # Users given movies, from all their ratings; then their terms go in with the new sides.
     shape = (len(user_ids), len(movie_ids))
     rated = sparse.csr_matrix((np.ones(len(users)), (users, movies)), shape=shape)
@@ -270,10 +270,10 @@ def update_movie_factors(factors: MovieFactors, settings: FactorSettings, histor
     )
 
 
-def _add_by_movie(sums: np.ndarray, movies: np.ndarray, terms: np.ndarray) -> None:
-    """sums[movie] += each rating's terms, summed per movie."""
-    for column in range(sums.shape[1]):
-        sums[:, column] += np.bincount(movies, weights=terms[:, column], minlength=len(sums))
+def _add_by_movie(sums: np.ndarray, movies: np.ndarray, terms: np.ndarray, sign: float = 1.0) -> None:
+    """sums[movie] += sign * each rating's terms (a row per component), summed per movie."""
+    for column, component in enumerate(terms):
+        sums[:, column] += sign * np.bincount(movies, weights=component, minlength=len(sums))
 
 
 def _terms(factors: MovieFactors, settings: FactorSettings, positions: np.ndarray, centered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
