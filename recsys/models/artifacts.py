@@ -21,7 +21,7 @@ from recsys.models.config import (
     ModelConfig,
 )
 from recsys.models.factors import MovieFactors
-from recsys.models.network import keras_module
+from recsys.models.network import id_rows_layer, keras_module
 
 if TYPE_CHECKING:
     import keras
@@ -123,6 +123,7 @@ def load_model(path: Path | str, expected_sha256: str, layers: frozenset[str] | 
     has the named `layers` (by default the rating model's inputs and towers)."""
     path = _verified(path, expected_sha256)
     keras = keras_module()
+    id_rows_layer()  # registers the project's own layer, which Keras must know by name to load
     try:
         model = keras.models.load_model(path, compile=True)
     except Exception as error:  # Keras raises ValueError, OSError, KeyError, BadZipFile, ... here

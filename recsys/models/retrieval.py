@@ -11,10 +11,10 @@ often than their share of the catalog, so each logit is corrected by the log of 
 frequency among the training pairs (logQ correction); the model then estimates the full
 softmax, popularity included.
 
-The towers are ID embeddings with a row for every user and movie the model has trained on (Keras'
-IntegerLookup over the ids, then an Embedding): a full training makes the vocabularies from its
-pairs, and a warm start appends rows for the day's new ids (`with_rows_for`), keeping every
-learned row. An id without a row (never trained on) looks up the zero row, so it comes out as
+The towers are ID embeddings with a row for every user and movie the model has trained on
+(`network.id_rows_layer` maps ids to rows, then an Embedding): a full training makes the id lists
+from its pairs, and a warm start appends rows for the day's new ids (`with_rows_for`), keeping
+every learned row. An id without a row (never trained on) looks up the zero row, so it comes out as
 the cold user (or movie). Why not hashed ids into a fixed table, as before: at MovieLens-32M's
 200k users and 87k movies a 2^14-row table put about 12 users and 5 movies in each row, and the
 retrieval stage alone ranked at a fifth of most popular's NDCG@10 (see `RetrievalConfig`).
@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from recsys.errors import RecsysError
-from recsys.models.network import built_for, embed_in_slices, keras_module, tensorflow
+from recsys.models.network import built_for, embed_in_slices, id_rows_layer, keras_module, tensorflow
 from recsys.models.training import TrainReport
 
 if TYPE_CHECKING:
@@ -49,15 +49,15 @@ USER_VECTOR, MOVIE_VECTOR = "retrieval_user", "retrieval_movie"
 
 
 def _lookup(name: str) -> str:
-    return f"{name}_lookup"
+    return f"{name}_rows"
 
 
 def _table(name: str) -> str:
     return f"{name}_embedding"
 
 
-# The layers a retrieval artifact must hold (an artifact from before the id vocabularies lacks
-# the lookups, so it is refused with a sentence rather than trained wrongly).
+# The layers a retrieval artifact must hold (an artifact from before the id rows lacks the
+# lookups, named "_lookup" then, so it is refused with a sentence rather than trained wrongly).
 LAYERS = frozenset({USER_ID, MOVIE_ID, _lookup(USER_ID), _lookup(MOVIE_ID), USER_VECTOR, MOVIE_VECTOR})
 
 
@@ -134,16 +134,15 @@ def _built(config: RetrievalConfig, user_ids: np.ndarray, movie_ids: np.ndarray)
     keras = keras_module()
     seeds = iter(range(config.seed * 1000 + 500, config.seed * 1000 + 1000))
 
-    def tower(name: str, vocabulary: np.ndarray, vector: str) -> tuple[Any, Any]:
+    def tower(name: str, known: np.ndarray, vector: str) -> tuple[Any, Any]:
         ids = keras.Input((), dtype="int64", name=name)
-        # Row 0 is every id outside the vocabulary's.
-        rows = keras.layers.IntegerLookup(
-            vocabulary=vocabulary, num_oov_indices=1, vocabulary_dtype="int64", name=_lookup(name)
-        )(ids)  # fmt: skip
+        # Row 0 is every id not among the known ones.
+        lookup = id_rows_layer()(len(known), name=_lookup(name))
+        lookup.set_ids(known)
         embedded = keras.layers.Embedding(
-            len(vocabulary) + 1, config.embedding_dim, name=_table(name),
+            len(known) + 1, config.embedding_dim, name=_table(name),
             embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=next(seeds)),
-        )(rows)  # fmt: skip
+        )(lookup(ids))  # fmt: skip
         init = keras.initializers.GlorotUniform(seed=next(seeds))
         return ids, keras.layers.Dense(config.embedding_dim, kernel_initializer=init, name=vector)(embedded)
 
@@ -169,10 +168,7 @@ def with_rows_for(model: keras.Model, pairs: pl.DataFrame, config: RetrievalConf
 
     What a warm start trains: a day's new users and movies learn rows of their own at once, where
     a vocabulary fixed at the last full training would leave them sharing one until the next."""
-    known = {
-        name: np.asarray(model.get_layer(_lookup(name)).get_vocabulary(include_special_tokens=False), np.int64)
-        for name in (USER_ID, MOVIE_ID)
-    }
+    known = {name: model.get_layer(_lookup(name)).ids() for name in (USER_ID, MOVIE_ID)}
     new = {name: np.setdiff1d(_ids(pairs, name), known[name]) for name in known}
     if not any(len(ids) for ids in new.values()):
         return model

@@ -13,7 +13,7 @@ import pytest
 from recsys.errors import RecsysError
 from recsys.models import ranking, retrieval
 from recsys.models.artifacts import load_model, save_model, warm_start
-from recsys.models.network import tensorflow
+from recsys.models.network import id_rows_layer, keras_module, tensorflow
 from recsys.models.retrieval import (
     RetrievalConfig,
     cold_user_vector,
@@ -184,6 +184,24 @@ def test_a_full_training_learns_from_the_latest_pairs_it_may_see(store_base):
         latest = latest_pairs(db, 1, 5)
         assert latest["movie_id"].to_list() == [4, 5, 6, 7, 8] and latest["batch"].to_list() == [0, 0, 1, 1, 1]
         assert latest_pairs(db, 2, 100)["movie_id"].to_list() == list(range(12))
+
+
+def test_ids_keep_the_rows_they_were_given_in_order_through_a_save(tmp_path):
+    """Rows follow the order ids were given in, not their sort order (a warm start appends new
+    ids, smaller ones too), an id not given is row 0, and a saved model maps ids as before."""
+    keras = keras_module()
+    given = np.array([40, 10, 30, 20, -5])
+    ids = keras.Input((), dtype="int64", name="ids")
+    lookup = id_rows_layer()(len(given), name="rows")
+    lookup.set_ids(given)
+    model = keras.Model(ids, lookup(ids))
+    asked = np.array([10, 20, 30, 40, -5, 25, -1, 10**12])
+    assert model(asked).numpy().tolist() == [2, 4, 3, 1, 5, 0, 0, 0]
+    assert lookup.ids().tolist() == given.tolist()
+    model.save(tmp_path / "rows.keras")
+    loaded = keras.models.load_model(tmp_path / "rows.keras")
+    assert loaded(asked).numpy().tolist() == [2, 4, 3, 1, 5, 0, 0, 0]
+    assert loaded.get_layer("rows").ids().tolist() == given.tolist()
 
 
 def test_the_cold_user_is_what_training_taught_about_users_in_general():
