@@ -19,6 +19,7 @@ from recsys.models.factors import (
     fold_in_latest,
     update_movie_factors,
 )
+from recsys.models.ids import positions_in
 from recsys.models.versions import with_factor_slots
 
 SETTINGS = FactorSettings(factors=3, iterations=10)
@@ -71,6 +72,25 @@ def test_fold_in_is_the_ridge_of_the_users_strictly_earlier_ratings(monkeypatch,
     # A user's first second sees nothing: x = 0.
     first = history.with_row_index("row").filter(pl.col("timestamp") == pl.col("timestamp").min().over("user_id"))["row"]
     np.testing.assert_array_equal(folded[first.to_numpy()], np.tile(np.r_[np.zeros(SETTINGS.factors + 1), 1.0], (first.len(), 1)))
+
+
+def test_ids_of_any_size_find_their_positions_alike():
+    """Small non-negative ids go through a table, others through a search: the same answer, an
+    unknown id -1; so a fold-in of ids far from 0 gives the vectors of the same ids near it."""
+    known = np.array([2, 5, 9, 40])
+    asked = np.array([9, 3, 2, 40, 41, 5, 0])
+    expected = [2, -1, 0, 3, -1, 1, -1]
+    assert positions_in(known, asked).tolist() == expected
+    for shift in (10**12, -(10**6)):  # searched: beyond the table, and negative
+        assert positions_in(known + shift, asked + shift).tolist() == expected
+    history = history_frame(4, rows=800)
+    movie_factors = movie_factors_for(history)
+    rows = np.arange(700, 800)
+    shifted = history.with_columns(pl.col("user_id") - 10**6, pl.col("movie_id") + 10**12)
+    factors_shifted = MovieFactors(movie_ids=movie_factors.movie_ids + 10**12, rows=movie_factors.rows)
+    np.testing.assert_array_equal(
+        fold_in(factors_shifted, SETTINGS, shifted, rows), fold_in(movie_factors, SETTINGS, history, rows)
+    )
 
 
 @pytest.mark.parametrize("chunk_rows", [10**9, 500])
