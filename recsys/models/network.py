@@ -67,8 +67,9 @@ def id_rows_layer() -> type:
 
     The ids are two int64 weights (sorted, and the row of each), searched with `tf.searchsorted`.
     Why not Keras' IntegerLookup: it keeps its vocabulary in the model's JSON config, which Keras
-    walks element by element on load; at MovieLens-32M's 200k users and 87k movies a retrieval
-    artifact took 0.5 to 0.6 s to load, most of it there. Weights load as arrays.
+    walks element by element on load. Weights load as arrays: at MovieLens-32M's 200k users and
+    87k movies a retrieval artifact loads (checksum included) in 0.25 to 0.31 s, against about
+    0.5 s with IntegerLookup (by hand).
     """
     keras = keras_module()
     tf = tensorflow()

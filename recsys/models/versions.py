@@ -293,7 +293,7 @@ class LoadedVersions:
 
     A day scores up to three versions of each stage and then warm-starts one of them, and the
     three are often fewer (the latest full model is the champion for days after its promotion):
-    at MovieLens-32M's shape a retrieval artifact takes 0.3 to 0.8 s to load. A model handed out
+    at MovieLens-32M's shape a retrieval artifact takes about 0.3 s to load. A model handed out
     for training (`for_training`) leaves the cache, since once trained it is no longer its version.
     """
 
