@@ -132,7 +132,9 @@ def load_model(path: Path | str, expected_sha256: str, layers: frozenset[str] | 
     names = {layer.name for layer in model.layers}
     needed = layers if layers is not None else {USER_INPUT, MOVIE_INPUT, GLOBAL_MEAN_INPUT, USER_TOWER, MOVIE_TOWER}
     if not needed <= names or model.optimizer is None:
-        raise RecsysError(f"Model artifact {path} holds no compiled two-tower model with its optimizer.")
+        # Missing layers name what is wrong, e.g. an artifact saved before a layer was renamed.
+        missing = f" (it lacks the layer(s) {', '.join(sorted(needed - names))})" if not needed <= names else ""
+        raise RecsysError(f"Model artifact {path} holds no compiled two-tower model with its optimizer{missing}.")
     return model
 
 
