@@ -148,7 +148,8 @@ def screenshot(page, analysis_page, name: str, max_dominant: float = 0.97) -> tu
     """Save the page as test-artifacts/<name>.png and check that it shows a drawn page (a sparse
     page, such as one table row on white, may allow a larger share of one colour)."""
     ARTIFACTS.mkdir(exist_ok=True)
-    png = page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    # Transitions finished first: a dialog caught while fading in shows the page through it.
+    png = page.screenshot(path=str(ARTIFACTS / f"{name}.png"), animations="disabled")
     colours, dominant = analysis_page.evaluate(COLOURS, base64.b64encode(png).decode())
     assert colours >= 50 and dominant < max_dominant, f"{name}.png looks blank: {colours} colours, {dominant:.0%} one colour"
     return colours, dominant
