@@ -93,9 +93,12 @@ class MovieFactors:
 
     def lookup(self, movie_ids: np.ndarray) -> np.ndarray:
         """Rows for `movie_ids`, zeros for movies without factors (they then add nothing)."""
-        where = self.positions(movie_ids)
-        out = np.zeros((len(where), self.rows.shape[1]), dtype=np.float32)
-        out[where >= 0] = self.rows[where[where >= 0]]
+        return self.rows_at(self.positions(movie_ids))
+
+    def rows_at(self, positions: np.ndarray) -> np.ndarray:
+        """Rows at `positions` (from `positions`), zeros where it is -1."""
+        out = np.zeros((len(positions), self.rows.shape[1]), dtype=np.float32)
+        out[positions >= 0] = self.rows[positions[positions >= 0]]
         return out
 
 
@@ -239,8 +242,8 @@ def update_movie_factors(factors: MovieFactors, settings: FactorSettings, histor
 
     # Their earlier ratings' terms, with the sides they were added with, come out.
     earlier = history["batch"].to_numpy() <= after_batch
-    where = np.minimum(np.searchsorted(factors.user_ids, user_ids), len(factors.user_ids) - 1)
-    found = factors.user_ids[where] == user_ids
+    where = positions_in(factors.user_ids, user_ids)
+    found = where >= 0
     if not found[np.unique(users[earlier])].all():
         raise RecsysError("The movie factors' state lacks users whose earlier ratings it should hold.")
     old_side = np.zeros((len(user_ids), k + 1))
@@ -279,10 +282,8 @@ def _terms(factors: MovieFactors, settings: FactorSettings, positions: np.ndarra
     y = rating - global_mean - b_i, from its movie's position (`MovieFactors.positions`) and its
     rating - global_mean; z is (k + 1, rows), a row per component."""
     k = settings.factors
-    rows = np.zeros((len(positions), k + 2))
-    known = positions >= 0
-    rows[known] = factors.rows[positions[known]]
-    return np.ascontiguousarray(rows[:, : k + 1].T), centered - rows[:, k + 1]
+    rows = factors.rows_at(positions)
+    return np.ascontiguousarray(rows[:, : k + 1].T, dtype=np.float64), centered - rows[:, k + 1]
 
 
 def _fold_in_ridge(settings: FactorSettings) -> np.ndarray:
