@@ -40,7 +40,7 @@ def main() -> None:
     with open_store(store_urls(str(store))["features"], read_only=True) as db:
         served = serving_store.latest_serving_set(db)
         known = db.query(
-            "SELECT user_id FROM recommendation_lists WHERE model_version = $v AND as_of_batch = $a",
+            "SELECT DISTINCT user_id FROM recommendation_rows WHERE model_version = $v AND as_of_batch = $a ORDER BY user_id",
             {"v": served.model_version, "a": served.as_of_batch},
         )["user_id"].to_list()
     users = known + [10**9 + i for i in range(len(known) // 9)]  # ~10% unknown users

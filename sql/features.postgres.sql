@@ -12,6 +12,6 @@ CREATE INDEX IF NOT EXISTS training_examples_batch_seq ON training_examples (bat
 -- each day): an index scan in seq order instead of sorting the history, 2.6 s where the sort took
 -- 3.4 to 4.9 s at 5.5M ratings.
 CREATE INDEX IF NOT EXISTS training_examples_seq ON training_examples (seq);
--- A set's lists by user: carrying a day's unchanged lists probes it once per list copied (an index
--- without as_of_batch made that 4x slower: every set of the version matched).
+-- A version's lists written up to a set's batch (recommendation_rows), and a day's own lists
+-- (replaced when the day is built again).
 CREATE INDEX IF NOT EXISTS recommendation_lists_set_user ON recommendation_lists (model_version, as_of_batch, user_id);

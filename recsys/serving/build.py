@@ -61,11 +61,12 @@ def build_embeddings(features: Store, serving: ServingSettings, as_of: int, cale
     """Embed users and every movie with the champion as of batch `as_of`; returns what was done.
 
     Work proportional to the day: when the previous serving set had the same champion, only the
-    users who rated since then are embedded again and the others' vectors are copied from that
-    set (their features, ratings and folded-in factors are unchanged). What a copied vector
-    misses is the global mean's move since, one of the user tower's inputs: more than
-    `serving.carry_mean_shift` and everyone is embedded again. Movies are always all embedded
-    (their features change every day, and the whole catalog is a fraction of the users' cost).
+    users who rated since then are embedded again, and the set keeps the others' vectors (their
+    features, ratings and folded-in factors are unchanged; a set reads each user's newest row,
+    `serving_store.read_embeddings`). What a kept vector misses is the global mean's move since,
+    one of the user tower's inputs: more than `serving.carry_mean_shift` and everyone is embedded
+    again. Movies are always all embedded (their features change every day, and the whole
+    catalog is a fraction of the users' cost).
     """
     started = time.perf_counter()
     champion = _champion(features)
@@ -99,8 +100,8 @@ def build_embeddings(features: Store, serving: ServingSettings, as_of: int, cale
     movie_vectors = network.embed_movies(model, catalog, config)
     with features.transaction():
         serving_store.write_embeddings(features, "user", champion.version, as_of, user_rows["user_id"].to_numpy(), user_vectors, backend)
-        users_carried = 0 if carried_from is None else serving_store.carry_user_embeddings(features, champion.version, carried_from, as_of)
         serving_store.write_embeddings(features, "movie", champion.version, as_of, catalog["movie_id"].to_numpy(), movie_vectors, backend)
+    users_carried = serving_store.set_users(features, "user_embeddings", champion.version, as_of) - user_rows.height
     return {
         "model_version": champion.version,
         "backend": backend,
@@ -147,7 +148,7 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
 
     Work proportional to the day: when the previous set had the same champions (no promotion
     since), only the users who rated since then are ranked again; the others' features, rated
-    movies and so lists are unchanged but for the movie side, and their lists are copied. A new
+    movies and so lists are unchanged but for the movie side, and the set keeps their lists. A new
     champion of either stage ranks everyone again; under a new rating champion alone, the users
     who did not rate keep their stored retrieval candidates (`serving_store.read_candidates`) and
     only their order is computed again, which needs no search of the catalog.
@@ -157,7 +158,6 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
     retriever = _champion(features, registry.RETRIEVAL)
     n = serving.recommendations_per_user
     backend, _ = serving_store.prepare_embeddings(features, serving.embedding_backend)
-    user_ids, user_vectors = serving_store.read_embeddings(features, "user", champion.version, as_of)
     movie_ids, movie_vectors = serving_store.read_embeddings(features, "movie", champion.version, as_of)
     if len(movie_ids) == 0:
         raise RecsysError(
@@ -172,13 +172,13 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
         and (previous.model_version, previous.retrieval_version, previous.recommendations_per_user) == (champion.version, retriever.version, n)
         else None
     )
+    day_users = None
     if carried_from is not None:
         day_users = features.query(
             "SELECT DISTINCT user_id FROM training_examples WHERE batch > $since AND batch <= $as_of",
             {"since": carried_from, "as_of": as_of},
-        )
-        ranked = np.isin(user_ids, day_users["user_id"].to_numpy())
-        user_ids, user_vectors = user_ids[ranked], user_vectors[ranked]
+        )["user_id"].to_numpy()
+    user_ids, user_vectors = serving_store.read_embeddings(features, "user", champion.version, as_of, users=day_users)
     model, retrieval_settings = load_version(retriever), retrieval_config_of(retriever)
     width = retrieval_settings.candidates
     # Stage one: a user's stored candidates while they hold (this retrieval champion, no rating
@@ -231,7 +231,7 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
         serving_store.write_candidates(features, retriever.version, as_of, searched_ids, found_movies, found_scores)
         serving_store.write_recommendations(features, champion.version, as_of, recommendations)
         serving_store.write_cold_start(features, champion.version, as_of, cold_start)
-        users_carried = 0 if carried_from is None else serving_store.carry_recommendations(features, champion.version, carried_from, as_of)
+        users_carried = serving_store.set_users(features, "recommendation_lists", champion.version, as_of) - len(user_ids)
         entry = serving_store.ServingSet(
             model_version=champion.version,
             as_of_batch=as_of,

@@ -5,6 +5,13 @@ Embeddings live in one of two layouts, chosen when a store is first prepared and
 every set: `pgvector` (a vector(32) column with an HNSW index, on a PostgreSQL server that offers
 the extension) or `array` (DuckDB's FLOAT[32], or PostgreSQL's real[] where pgvector is missing).
 Once the tables exist their column type decides, so a store never mixes layouts.
+
+A serving set is a champion version as of a batch. Its per-user rows (user embeddings,
+recommendation lists) are written as of the batch they were computed on: a day without a new
+champion writes the users who rated, and a set's row of a user is the newest of its version
+written as of its batch or before (`read_embeddings`, the `recommendation_rows` view). So
+a day's serving work and writes follow the day's users, not all 200k of them. Movie embeddings
+and the cold-start list are whole per set.
 """
 
 from __future__ import annotations
@@ -85,12 +92,24 @@ def write_embeddings(
     return _replace_set(store, f"{kind}_embeddings", version, as_of_batch, rows)
 
 
-def read_embeddings(store: Store, kind: str, version: str, as_of_batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, vectors) of the `kind` embeddings of `version` as of `as_of_batch`, sorted by id."""
-    frame = store.query(
-        f"SELECT {kind}_id AS id, embedding FROM {kind}_embeddings WHERE {_SET} ORDER BY {kind}_id",
-        {"version": version, "as_of": as_of_batch},
-    )
+def read_embeddings(
+    store: Store, kind: str, version: str, as_of_batch: int, users: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of the `kind` embeddings of set (`version`, `as_of_batch`), sorted by id;
+    for users, only those of `users` when given."""
+    params: dict = {"version": version, "as_of": as_of_batch}
+    if kind == "movie":
+        sql = f"SELECT movie_id AS id, embedding FROM movie_embeddings WHERE {_SET}"
+    else:  # each user's newest vector of the version written as of the set's batch or before
+        listed = ""
+        if users is not None:
+            listed, params["users"] = " AND user_id IN (SELECT unnest($users))", np.asarray(users, dtype=np.int64).tolist()
+        sql = (
+            "SELECT e.user_id AS id, e.embedding FROM user_embeddings AS e JOIN (SELECT user_id, max(as_of_batch) AS written "
+            f"FROM user_embeddings WHERE model_version = $version AND as_of_batch <= $as_of{listed} GROUP BY user_id) AS newest "
+            "ON newest.user_id = e.user_id AND newest.written = e.as_of_batch WHERE e.model_version = $version"
+        )
+    frame = store.query(f"{sql} ORDER BY id", params)
     ids = frame["id"].to_numpy()
     if frame.height == 0:
         return ids, np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
@@ -100,6 +119,17 @@ def read_embeddings(store: Store, kind: str, version: str, as_of_batch: int) -> 
     elif column.dtype != pl.Array(pl.Float32, EMBEDDING_DIM):
         column = column.cast(pl.Array(pl.Float32, EMBEDDING_DIM))
     return ids, column.to_numpy().astype(np.float32, copy=False).reshape(frame.height, EMBEDDING_DIM)
+
+
+def set_users(store: Store, table: str, version: str, as_of_batch: int) -> int:
+    """How many users set (`version`, `as_of_batch`) holds a row of in `table` (user_embeddings
+    or recommendation_lists), wherever it was written."""
+    return int(
+        store.scalar(
+            f"SELECT count(DISTINCT user_id) FROM {table} WHERE model_version = $version AND as_of_batch <= $as_of",
+            {"version": version, "as_of": as_of_batch},
+        )
+    )
 
 
 def similar_movies(store: Store, version: str, as_of_batch: int, movie_id: int, n: int, backend: str) -> pl.DataFrame:
@@ -138,37 +168,6 @@ def read_cold_start(store: Store, version: str, as_of_batch: int) -> pl.DataFram
     return store.query(
         f"SELECT movie_id, score FROM cold_start_recommendations WHERE {_SET} ORDER BY rank", {"version": version, "as_of": as_of_batch}
     )
-
-
-def _carry(store: Store, table: str, columns: str, version: str, from_batch: int, to_batch: int) -> int:
-    """Copy the rows of `table` (one per user) in set (`version`, `from_batch`) into set
-    (`version`, `to_batch`) for the users that set has no row for yet; returns the users copied."""
-    params = {"version": version, "from": from_batch, "to": to_batch}
-    # Counted on the target set before and after (a scan of one set by its index), so the
-    # anti-join, the expensive part on PostgreSQL, runs once.
-    target = f"SELECT count(*) FROM {table} WHERE model_version = $version AND as_of_batch = $to"
-    in_target = {"version": version, "to": to_batch}
-    before = store.scalar(target, in_target)
-    store.execute(
-        f"INSERT INTO {table} (model_version, as_of_batch, user_id, {columns}) "
-        f"SELECT model_version, $to, user_id, {columns} FROM {table} AS earlier "
-        f"WHERE model_version = $version AND as_of_batch = $from AND NOT EXISTS (SELECT 1 FROM {table} AS fresh "
-        "WHERE fresh.model_version = $version AND fresh.as_of_batch = $to AND fresh.user_id = earlier.user_id)",
-        params,
-    )
-    return int(store.scalar(target, in_target) - before)
-
-
-def carry_recommendations(store: Store, version: str, from_batch: int, to_batch: int) -> int:
-    """Copy the lists of set (`version`, `from_batch`) into set (`version`, `to_batch`) for the
-    users that set has no list for yet; returns the users copied."""
-    return _carry(store, "recommendation_lists", "movie_ids, scores", version, from_batch, to_batch)
-
-
-def carry_user_embeddings(store: Store, version: str, from_batch: int, to_batch: int) -> int:
-    """Copy the user embeddings of set (`version`, `from_batch`) into set (`version`, `to_batch`)
-    for the users that set has none for yet; returns the users copied."""
-    return _carry(store, "user_embeddings", "embedding", version, from_batch, to_batch)
 
 
 def write_candidates(store: Store, retrieval_version: str, as_of_batch: int, user_ids: np.ndarray, movie_ids: np.ndarray, scores: np.ndarray) -> int:
@@ -272,10 +271,25 @@ def record_serving_set(store: Store, entry: ServingSet) -> None:
             "(SELECT model_version, as_of_batch FROM serving_sets ORDER BY created_at DESC, as_of_batch DESC LIMIT $keep)",
             {"keep": KEEP_SETS},
         )
-        for table in ("recommendation_lists", "cold_start_recommendations", "user_embeddings", "movie_embeddings"):
+        for table in ("cold_start_recommendations", "movie_embeddings"):
             store.execute(
                 f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
                 "WHERE s.model_version = t.model_version AND s.as_of_batch = t.as_of_batch)"
+            )
+        for table in ("recommendation_lists", "user_embeddings"):
+            # A user's row is read by the kept sets of its version as of its batch or later, until a
+            # newer row of the user: gone are the rows no kept set reaches, and those replaced by a
+            # newer row as of the version's oldest kept set (so for every kept set). Two statements,
+            # so that each is one hashed (anti-)join on PostgreSQL rather than a probe per row.
+            store.execute(
+                f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
+                "WHERE s.model_version = t.model_version AND s.as_of_batch >= t.as_of_batch)"
+            )
+            store.execute(
+                f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM {table} AS newer JOIN (SELECT model_version, "
+                "min(as_of_batch) AS oldest FROM serving_sets GROUP BY model_version) AS kept ON kept.model_version = newer.model_version "
+                "WHERE newer.model_version = t.model_version AND newer.user_id = t.user_id "
+                "AND newer.as_of_batch > t.as_of_batch AND newer.as_of_batch <= kept.oldest)"
             )
         store.execute(
             "DELETE FROM retrieval_candidates AS c WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "

@@ -97,7 +97,7 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         # `candidates` unrated movies by retrieval score, ordered by retrieval score plus the
         # rating weight times the predicted deviation from the global mean.
         # Without a promotion on the last day, the lists of users who did not rate on it were
-        # carried over from the day before: they are checked against that day's embeddings.
+        # kept from the day before: they are checked against that day's embeddings.
         retriever = registry.champion(db, registry.RETRIEVAL)
         assert served.retrieval_version == retriever.version
         settings = retrieval_config_of(retriever)
@@ -145,11 +145,20 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         assert np.allclose(predicted, pairs["score"].to_numpy(), atol=1e-4)
 
         # Two serving sets are kept (the one in service and the one before); older rows are gone.
+        # A user's rows stay where they were written while a kept set reads them: every row left
+        # is some kept set's newest row of its user.
         sets = db.query("SELECT model_version, as_of_batch FROM serving_sets ORDER BY as_of_batch")
         assert sets["as_of_batch"].to_list() == [last - 1, last]
-        for table in ("user_embeddings", "movie_embeddings", "recommendation_lists"):
-            kept = db.query(f"SELECT DISTINCT model_version, as_of_batch FROM {table} ORDER BY as_of_batch")
-            assert kept.equals(sets), table
+        kept = db.query("SELECT DISTINCT model_version, as_of_batch FROM movie_embeddings ORDER BY as_of_batch")
+        assert kept.equals(sets)
+        for table in ("user_embeddings", "recommendation_lists"):
+            rows = db.query(f"SELECT model_version, as_of_batch, user_id FROM {table}")
+            read = pl.concat(
+                rows.filter((pl.col("model_version") == version) & (pl.col("as_of_batch") <= as_of))
+                .group_by("user_id").agg(pl.col("as_of_batch").max()).with_columns(model_version=pl.lit(version))
+                for version, as_of in sets.iter_rows()
+            ).unique()
+            assert rows.height == read.height and rows.join(read, on=["model_version", "as_of_batch", "user_id"], how="anti").height == 0, table
 
         # Test-then-train ranking metrics: every day, every ranking, both protocols, all users.
         ranks = db.query("SELECT batch, model, protocol FROM ranking_metrics WHERE segment = 'all'")
@@ -222,6 +231,8 @@ def test_the_champion_serves_every_known_user_unrated_movies_scored_like_the_mod
         # The query behind no_rated_movie_recommended finds a rated movie slipped into the lists.
         assert rated_recommendations(db, served.model_version, last) == 0
         user, movie = db.query("SELECT user_id, movie_id FROM training_examples WHERE batch = $b LIMIT 1", {"b": last}).row(0)
+        in_list = {"v": served.model_version, "a": last, "u": user}
+        db.execute("DELETE FROM recommendation_lists WHERE model_version = $v AND as_of_batch = $a AND user_id = $u", in_list)
         db.execute(
             "INSERT INTO recommendation_lists (model_version, as_of_batch, user_id, movie_ids, scores) "
             "VALUES ($v, $a, $u, ARRAY[$m], CAST(ARRAY[5.0] AS REAL[]))",
