@@ -58,7 +58,8 @@ def definitions(calendar: Calendar) -> Definitions:
                 owners=OWNERS,
                 description="The champion's user-tower output for every user with ratings, as of the end of the "
                 "day (after the day's promotion decision), stored per model version: pgvector or float arrays. "
-                "Only the day's users are embedded again while the champion stays; the others' vectors are copied.",
+                "Only the day's users are embedded again while the champion stays; the others keep their vectors, "
+                "which are not copied: a day's set reads each user's newest vector of the version.",
             ),
             AssetSpec(
                 "movie_embeddings",
@@ -82,7 +83,7 @@ def definitions(calendar: Calendar) -> Definitions:
         if done["carried_from"] is not None:
             context.log.info(
                 f"{done['users_embedded']:,} users embedded again (rated since {calendar.partition_of(done['carried_from'])}), "
-                f"{done['users_carried']:,} copied from that day's set."
+                f"{done['users_carried']:,} keep their vectors from that day's set or before."
             )
         common = {
             "model_version": done["model_version"],
@@ -135,7 +136,7 @@ def definitions(calendar: Calendar) -> Definitions:
         description="Each known user's top-N movies they have not rated, in two stages (the retrieval champion's "
         "candidates ordered with the rating champion's predictions), precomputed per model version; recording it "
         "makes it the serving set the API answers from. Without a promotion since the previous set, only the users "
-        "who rated since then are ranked again; the others' lists are carried over.",
+        "who rated since then are ranked again and written; the set keeps the others' lists where they were written.",
         check_specs=[
             AssetCheckSpec(
                 "no_rated_movie_recommended",

@@ -134,7 +134,7 @@ def build_popularity(lake: Store, features: Store, serving: ServingSettings, as_
 class RecommendationsBuilt:
     entry: serving_store.ServingSet
     users_ranked: int  # users whose lists were computed now
-    users_carried: int  # users whose lists were copied from the previous set
+    users_carried: int  # users whose lists the set keeps from earlier days (not ranked again)
     carried_from: int | None  # the batch of that set; None when every list was computed
     users_searched: int  # ranked users whose retrieval candidates came from a catalog search
     candidates_reused: int  # ranked users whose stored candidates still held
