@@ -301,6 +301,16 @@ def test_the_ui_shows_the_archive_runs_a_backfill_and_the_schedule_and_names_eac
         )["assetCheckExecutions"]
         named = {e["evaluation"]["partition"] for e in executions if e["status"] == "SUCCEEDED"}
         assert set(DAYS) <= named, named
+        # The freshness sensor evaluates its check in a run of its own; the page is taken once that
+        # run has finished, so the check shows its result rather than "In Progress".
+        latest_freshness = (
+            '{ assetCheckExecutions(assetKey: {path: ["lake_ratings"]}, checkName: "freshness_check", limit: 1) { status } }'
+        )
+        wait_for(
+            "the freshness check's run",
+            180,
+            lambda: all(e["status"] != "IN_PROGRESS" for e in graphql(dagster_ui, latest_freshness)["assetCheckExecutions"]),
+        )
         page.goto(f"{dagster_ui}/assets/lake_ratings?view=checks")
         page.get_by_text("lake_ratings_values", exact=True).first.click()
         page.get_by_text(f"{DAYS[3]}: lake_ratings_values").first.wait_for()
