@@ -72,6 +72,7 @@ def build_embeddings(features: Store, serving: ServingSettings, as_of: int, cale
     champion = _champion(features)
     backend, reason = serving_store.prepare_embeddings(features, serving.embedding_backend)
     users, movies, global_mean = state_as_of(features, as_of, calendar)
+    known_users = users.height  # the set's users: those who rated as of the batch
     previous = serving_store.serving_set_before(features, as_of)
     carried_from = (
         previous.as_of_batch
@@ -101,7 +102,7 @@ def build_embeddings(features: Store, serving: ServingSettings, as_of: int, cale
     with features.transaction():
         serving_store.write_embeddings(features, "user", champion.version, as_of, user_rows["user_id"].to_numpy(), user_vectors, backend)
         serving_store.write_embeddings(features, "movie", champion.version, as_of, catalog["movie_id"].to_numpy(), movie_vectors, backend)
-    users_carried = serving_store.set_users(features, "user_embeddings", champion.version, as_of) - user_rows.height
+    users_carried = known_users - user_rows.height
     return {
         "model_version": champion.version,
         "backend": backend,
