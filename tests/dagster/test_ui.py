@@ -301,8 +301,9 @@ def test_the_ui_shows_the_archive_runs_a_backfill_and_the_schedule_and_names_eac
         )["assetCheckExecutions"]
         named = {e["evaluation"]["partition"] for e in executions if e["status"] == "SUCCEEDED"}
         assert set(DAYS) <= named, named
-        # The freshness sensor evaluates its check in a run of its own; the page is taken once that
-        # run has finished, so the check shows its result rather than "In Progress".
+        # The freshness sensor evaluates its check in a run of its own; a run of it under way is
+        # waited for, so the check shows its result rather than "In Progress" (before the sensor's
+        # first run it shows "Not Evaluated").
         latest_freshness = (
             '{ assetCheckExecutions(assetKey: {path: ["lake_ratings"]}, checkName: "freshness_check", limit: 1) { status } }'
         )
