@@ -2,7 +2,7 @@
 
 A day k runs in this order: first every model is scored on day k's examples before anything has
 trained on them (the rating champion in service, the latest warm and full candidates, and the
-global-mean and user+item-bias baselines fitted on the past; the retrieval champion and
+global-mean and user+item-bias baselines fitted on the latest past ratings; the retrieval champion and
 candidates, the two-stage list and the popularity rankings on the day's choices), then each
 stage's promotion gate decides on its candidates with those figures (rating: MSE; retrieval:
 NDCG@10 of returning users), then the day's warm starts fine-tune yesterday's warm models (or
@@ -30,7 +30,9 @@ from recsys.models.versions import (
     cold_rating_user,
     config_of,
     examples_where,
+    latest_ratings,
     rating_history,
+    ratings_between,
     retrieval_config_of,
     save_version,
     with_factor_slots,
@@ -41,6 +43,11 @@ from recsys.stores import Store
 MSE_MODELS = ("global_mean", "bias", "bias_event_time", "champion", "warm", "full")
 # Users of a day the catalog protocol ranks at most (a sample beyond it; see rank_day).
 CATALOG_USERS = 5_000
+# The bias baselines are fitted on at most the latest this many ratings before the day, so that
+# a day's work does not grow with the archive: a fit over all of MovieLens-32M's history would
+# read and pass over 32M ratings every day (about 1 s a day at the full-shape benchmark's 5.4M,
+# by hand). The rating model's retrains continue over the same number (`max_examples_continued`).
+BIAS_WINDOW = 2_000_000
 # How the retrieval champion and candidates are named in the ranking metrics.
 RETRIEVAL_NAMES = {"champion": "retrieval", "warm": "retrieval_warm", "full": "retrieval_full"}
 
@@ -77,7 +84,6 @@ class DayScores:
     table: pl.DataFrame  # model, version, segment, rows, mse, rmse, mae
     models: dict[str, registry.ModelVersion]
     examples: pl.DataFrame  # the day's examples as the champion reads them (its factor slots included)
-    ratings: pl.DataFrame  # every rating through the day (`rating_history`): the past, and what factors refine on
     champion_model: object
     champion_predictions: np.ndarray
     champion_factors: factors.MovieFactors | None
@@ -85,8 +91,8 @@ class DayScores:
 
     @property
     def past(self) -> pl.DataFrame:
-        """The ratings before the day."""
-        return self.ratings.filter(pl.col("batch") < self.examples["batch"][0])
+        """The day's users' ratings before the day."""
+        return self.history.filter(pl.col("batch") < self.examples["batch"][0])
 
 
 def score_day(batch: int, features: Store, calendar: Calendar, loaded: LoadedVersions) -> DayScores:
@@ -104,21 +110,20 @@ def score_day(batch: int, features: Store, calendar: Calendar, loaded: LoadedVer
         candidate = registry.latest(features, kind, batch)
         if candidate is not None:
             models[kind] = candidate
-    # One read of every rating through the day (the feature store's examples are the lake's clean
-    # ratings, each with the global mean the factor model is relative to).
-    ratings = rating_history(features, batch)
-    past = ratings.filter(pl.col("batch") < batch)
-    bias = BiasBaseline().fit(past)
+    # The day's users' ratings through the day (the feature store's examples are the lake's clean
+    # ratings, each with the global mean the factor model is relative to): what they are folded
+    # in from, and their past.
+    users_history = rating_history(features, batch, rated_after=batch - 1)
+    bias = BiasBaseline().fit(latest_ratings(features, batch, BIAS_WINDOW))
     predictions = {
         "global_mean": examples["global_mean"].to_numpy(),
         "bias": bias.predict(examples),
         # The same fit, its user term recomputed at each rating's time from all earlier ratings.
-        "bias_event_time": bias.predict_at_event_time(past, examples),
+        "bias_event_time": bias.predict_at_event_time(users_history.filter(pl.col("batch") < batch), examples),
     }
     # Each model reads the day with its own factors: its users folded in from their history,
     # the day's earlier ratings included. Kinds naming one version (the latest full model is
     # often the champion) are scored once.
-    users_history = ratings.join(examples.select("user_id").unique(), on="user_id", how="semi")
     slotted, scored = {}, {}
     for name, version in models.items():
         if version.version not in scored:
@@ -144,8 +149,7 @@ def score_day(batch: int, features: Store, calendar: Calendar, loaded: LoadedVer
         },  # fmt: skip
     )
     return DayScores(
-        table, models, slotted["champion"], ratings, loaded.model(champion), predictions["champion"], loaded.factors(champion),
-        users_history,
+        table, models, slotted["champion"], loaded.model(champion), predictions["champion"], loaded.factors(champion), users_history
     )
 
 
@@ -239,7 +243,7 @@ def rank_day(
             cold_ranking = pl.DataFrame({"movie_id": movie_ids[cold[cold >= 0]]}).with_row_index("rank", offset=1)
             cold_start_list = ranking.unrated_from_ranking(cold_ranking, ranked["user_id"], seen, ranking.K)
 
-    window = past.filter(pl.col("batch") >= batch - popularity.days)
+    window = ratings_between(features, batch - popularity.days, batch - 1)
     popular = ranking.popularity(window, popularity.min_ratings)
     best_rated = ranking.popularity(window, popularity.min_ratings, "mean")
     by_day = examples.select(
@@ -303,7 +307,7 @@ def warm_start_factors(
     start = loaded.factors(parent)
     if start is None or not start.has_fit_state:
         return factors.fit_movie_factors(
-            scores.ratings, config.factor_settings(), start=start, iterations=config.factor_warm_iterations
+            rating_history(features, batch), config.factor_settings(), start=start, iterations=config.factor_warm_iterations
         )
     # The day's users' ratings are at hand; a parent trained before yesterday needs more users.
     since = scores.history if parent.last_batch == batch - 1 else rating_history(features, batch, rated_after=parent.last_batch)

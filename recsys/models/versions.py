@@ -66,17 +66,36 @@ def examples_where(features: Store, where: str, params: dict) -> pl.DataFrame:
     return features.query(f"SELECT * FROM training_examples WHERE {where} ORDER BY seq", params)
 
 
+RATING_COLUMNS = "seq, batch, user_id, movie_id, rating, global_mean, timestamp"
+
+
 def rating_history(features: Store, through_batch: int, rated_after: int | None = None) -> pl.DataFrame:
     """Every rating up to `through_batch` as the feature store's examples hold them (the lake's
     clean ratings, each with the global mean it was made under), in replay order: what users are
     folded in from and movie factors are fitted on (`recsys.models.factors`). With `rated_after`,
     only the ratings of users who rated in a batch after it (all of theirs)."""
-    columns = "SELECT seq, batch, user_id, movie_id, rating, global_mean, timestamp FROM training_examples WHERE batch <= $through"
+    columns = f"SELECT {RATING_COLUMNS} FROM training_examples WHERE batch <= $through"
     if rated_after is None:
         return features.query(f"{columns} ORDER BY seq", {"through": through_batch})
     return features.query(
         f"{columns} AND user_id IN (SELECT user_id FROM training_examples WHERE batch > $after AND batch <= $through) ORDER BY seq",
         {"through": through_batch, "after": rated_after},
+    )
+
+
+def ratings_between(features: Store, first_batch: int, last_batch: int) -> pl.DataFrame:
+    """The ratings of batches first_batch..last_batch, in replay order."""
+    return features.query(
+        f"SELECT {RATING_COLUMNS} FROM training_examples WHERE batch BETWEEN $first AND $last ORDER BY seq",
+        {"first": first_batch, "last": last_batch},
+    )
+
+
+def latest_ratings(features: Store, before_batch: int, limit: int) -> pl.DataFrame:
+    """The latest `limit` ratings of the batches before `before_batch` (newest first)."""
+    return features.query(
+        f"SELECT {RATING_COLUMNS} FROM training_examples WHERE batch < $before ORDER BY seq DESC LIMIT $limit",
+        {"before": before_batch, "limit": limit},
     )
 
 
