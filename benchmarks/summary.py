@@ -305,6 +305,15 @@ def table() -> str:
                 f"({demo['oracle_vs_most_popular']:.2f}x; returning users {oracle['oracle_returning']:.4f} vs "
                 f"{oracle['popular_returning']:.4f}) | | |"
             )
+        if "from_history_vs_most_popular" in demo:
+            oracle, returning = demo["oracle_catalog_ndcg_at_10"], demo["returning_users"]
+            lines.append(
+                f"| the same: most popular x the chance of a rating >= 4 under the generator's rating model fitted on the "
+                f"history before each day, catalog NDCG@10 vs most popular; returning users: it, served, the ceiling "
+                f"| {oracle['from_history']:.4f} ({demo['from_history_vs_most_popular']:.2f}x); "
+                f"{returning['from_history_vs_most_popular']:.2f}x, {returning['served_vs_most_popular']:.2f}x, "
+                f"{returning['oracle_vs_most_popular']:.2f}x | | |"
+            )
     api = load("api_latency")
     if api:
         for run in api["loads"]:
