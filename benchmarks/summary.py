@@ -255,7 +255,8 @@ def table() -> str:
         step = costs["embeddings_step"]
         lines.append(
             f"| the serving embeddings step at that shape: the day's {step['day_users_embedded']:,} users embedded, "
-            f"{step['users_carried']:,} vectors copied / everyone embedded (a champion change) | "
+            f"{step['users_carried']:,} vectors copied (as the measured commit did; a set now reads them where they were "
+            f"written) / everyone embedded (a champion change) | "
             f"{step['without_champion_change_s']:.2f} s / {step['with_champion_change_s']:.2f} s | | |"
         )
     faults = load("fault_injection")
