@@ -2,11 +2,12 @@
 
 A day k runs in this order: first every model is scored on day k's examples before anything has
 trained on them (the rating champion in service, the latest warm and full candidates, and the
-global-mean and user+item-bias baselines fitted on the latest past ratings; the retrieval champion and
-candidates, the two-stage list and the popularity rankings on the day's choices), then each
-stage's promotion gate decides on its candidates with those figures (rating: MSE; retrieval:
-NDCG@10 of returning users), then the day's warm starts fine-tune yesterday's warm models (or
-the champions just promoted) on day k. A range of days goes through them one after another.
+global-mean and user+item-bias baselines fitted on the latest past ratings; the retrieval
+champion and candidates, the two-stage list and the popularity rankings on the day's choices),
+then each stage's promotion gate decides on its candidates with those figures (rating: MSE;
+retrieval: NDCG@10 of returning users), then the day's warm starts fine-tune yesterday's warm
+models (or the champions just promoted) on day k. A range of days goes through them one after
+another.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ MSE_MODELS = ("global_mean", "bias", "bias_event_time", "champion", "warm", "ful
 CATALOG_USERS = 5_000
 # The bias baselines are fitted on at most the latest this many ratings before the day, so that
 # a day's work does not grow with the archive: a fit over all of MovieLens-32M's history would
-# read and pass over 32M ratings every day (about 1 s a day at the full-shape benchmark's 5.4M,
-# by hand). The rating model's retrains continue over the same number (`max_examples_continued`).
+# read and pass over 32M ratings every day (0.8 s a day at the full-shape benchmark's 5.35M, by
+# hand, growing with the history). The rating model's retrains continue over the same number (`max_examples_continued`).
 BIAS_WINDOW = 2_000_000
 # How the retrieval champion and candidates are named in the ranking metrics.
 RETRIEVAL_NAMES = {"champion": "retrieval", "warm": "retrieval_warm", "full": "retrieval_full"}
