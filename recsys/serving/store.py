@@ -266,11 +266,12 @@ def record_serving_set(store: Store, entry: ServingSet) -> None:
     )
     with store.transaction():
         store.replace("serving_sets", _SET, {"version": entry.model_version, "as_of": entry.as_of_batch}, row)
-        store.execute(
-            "DELETE FROM serving_sets WHERE (model_version, as_of_batch) NOT IN "
-            "(SELECT model_version, as_of_batch FROM serving_sets ORDER BY created_at DESC, as_of_batch DESC LIMIT $keep)",
-            {"keep": KEEP_SETS},
-        )
+        # The sets past retention are read first and deleted by key: DuckDB ran the single statement
+        # (a row-value NOT IN over a LIMIT subquery of the same table) wrongly about one time in
+        # three, deleting a set it should keep (tests/library/test_serving_store.py caught it).
+        stale = store.query("SELECT model_version, as_of_batch FROM serving_sets ORDER BY created_at DESC, as_of_batch DESC")
+        for version, as_of in stale.rows()[KEEP_SETS:]:
+            store.execute("DELETE FROM serving_sets WHERE model_version = $version AND as_of_batch = $as_of", {"version": version, "as_of": as_of})
         for table in ("cold_start_recommendations", "movie_embeddings"):
             store.execute(
                 f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
