@@ -47,7 +47,8 @@ CATALOG_USERS = 5_000
 # The bias baselines are fitted on at most the latest this many ratings before the day, so that
 # a day's work does not grow with the archive: a fit over all of MovieLens-32M's history would
 # read and pass over 32M ratings every day (0.8 s a day at the full-shape benchmark's 5.35M, by
-# hand, growing with the history). The rating model's retrains continue over the same number (`max_examples_continued`).
+# hand, growing with the history). The rating model's retrains continue over the same number
+# (`max_examples_continued`).
 BIAS_WINDOW = 2_000_000
 # How the retrieval champion and candidates are named in the ranking metrics.
 RETRIEVAL_NAMES = {"champion": "retrieval", "warm": "retrieval_warm", "full": "retrieval_full"}

@@ -271,7 +271,7 @@ def record_serving_set(store: Store, entry: ServingSet) -> None:
         # three, deleting a set it should keep (tests/library/test_serving_store.py caught it).
         stale = store.query("SELECT model_version, as_of_batch FROM serving_sets ORDER BY created_at DESC, as_of_batch DESC")
         for version, as_of in stale.rows()[KEEP_SETS:]:
-            store.execute("DELETE FROM serving_sets WHERE model_version = $version AND as_of_batch = $as_of", {"version": version, "as_of": as_of})
+            store.execute(f"DELETE FROM serving_sets WHERE {_SET}", {"version": version, "as_of": as_of})
         for table in ("cold_start_recommendations", "movie_embeddings"):
             store.execute(
                 f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM serving_sets AS s "
