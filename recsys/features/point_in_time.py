@@ -14,10 +14,10 @@ only ratings strictly before it. Two definitions of "before" (`FeatureTime`):
 The global mean is the block's start in both: one number per day, as the service has it.
 
 State is cumulative sums and counts, so it updates incrementally: `build_examples` takes the state
-before the first block of a range, walks the range's blocks in one vectorized pass (per-block
-deltas, cumulative sums per user and movie, an as-of join for "before this block") and returns the
-examples plus the state after the range. One day is a range of one block; a backfill is a range
-of many, with results identical to running its days one at a time.
+before the first block of a range, walks the range's ratings once in time order (a compiled loop
+that reads each rating's user and movie state, then adds the rating and its per-block delta) and
+returns the examples plus the state after the range. One day is a range of one block; a backfill
+is a range of many, with results identical to running its days one at a time.
 
 User state, one row per user: u_sum, u_count (all ratings) and ug_sum_<genre>, ug_count_<genre>
 (ratings of movies in that genre; a movie counts toward each of its genres). Movie state: m_sum,
@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -127,121 +128,161 @@ class Built:
     global_count: int
 
 
-def _user_contributions() -> list[pl.Expr]:
-    """What one rating adds to its user's state: the rating and a count, overall and per genre."""
-    flag = [pl.col(f) for f in GENRE_FLAGS]
-    return [
-        pl.col("rating").alias("u_sum"),
-        pl.lit(1, dtype=pl.Int64).alias("u_count"),
-        *[(pl.col("rating") * f).alias(f"ug_sum_{s}") for f, s in zip(flag, GENRE_SLUGS)],
-        *[f.cast(pl.Int64).alias(f"ug_count_{s}") for f, s in zip(flag, GENRE_SLUGS)],
-    ]
-
-
-def _movie_contributions() -> list[pl.Expr]:
-    return [pl.col("rating").alias("m_sum"), pl.lit(1, dtype=pl.Int64).alias("m_count")]
-
-
 def _with_genres(ratings: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
     return ratings.join(features.select("movie_id", *GENRE_FLAGS), on="movie_id", how="left", maintain_order="left").with_columns(
         pl.col(GENRE_FLAGS).fill_null(0)
     )
 
 
-def _deltas(rated: pl.DataFrame, by: list[str], contributions: list[pl.Expr], columns: list[str]) -> pl.DataFrame:
-    """Sums of the ratings' contributions per group `by` (e.g. per block and user)."""
-    return rated.select(*by, *contributions).group_by(by).agg(pl.col(columns).sum()).select(*by, *columns)
+@dataclass(frozen=True)
+class _Walked:
+    """One key's side (users or movies) of a range, from `_walk_range`."""
+
+    before: pl.DataFrame  # per rated row, in its order: its key's counts and means just before its period
+    deltas: pl.DataFrame  # per (block, key): the block's own sums and counts
+    after: pl.DataFrame  # per key the range rated, by key: its state after the range
 
 
-def _before_each_block(
-    ratings: pl.DataFrame, deltas: pl.DataFrame, key: str, state_before: pl.DataFrame, columns: list[str]
-) -> pl.DataFrame:
-    """Attach to every rating its key's state as it stood when the rating's block began."""
-    cumulative = deltas.sort(key, "block").with_columns(pl.col(columns).cum_sum().over(key)).sort("block")
-    # Strictly earlier blocks of this range only: a rating never sees its own block.
-    within = ratings.sort("block").join_asof(
-        cumulative.select("block", key, *columns),
-        on="block",
-        by=key,
-        strategy="backward",
-        allow_exact_matches=False,
-        # Both sides are sorted by block just above; Polars cannot verify it when `by` is given
-        # and would warn on every call.
-        check_sortedness=False,
-    )
-    start = state_before.select(key, *[pl.col(c).alias(f"{c}__start") for c in columns])
-    return within.join(start, on=key, how="left").with_columns(
-        (pl.col(c).fill_null(0) + pl.col(f"{c}__start").fill_null(0)).alias(c) for c in columns
-    )
-
-
-def _before_each_second(
+def _walk_range(
     rated: pl.DataFrame,
     carried: pl.DataFrame,
     key: str,
-    contributions: list[pl.Expr],
+    flags: list[str],
     state_before: pl.DataFrame,
     columns: list[str],
-) -> pl.DataFrame:
-    """For every row of `rated` (ratings with what the contributions read, e.g. genre flags), in
-    its row order: its key's state just before the rating's second.
+    period: str,
+    no_mean: float,
+) -> _Walked:
+    """Walk a key's state through a range of ratings (`rated`: with block, timestamp and the
+    `flags` its state counts), from the state before the range.
 
-    That is the state before the range, less `carried` (ratings already in that state whose
-    timestamp is not earlier: in a replay, those of the previous day that share the day's first
-    second), plus the range's and the carried ratings of earlier seconds. One pass over the
-    ratings sorted by (key, timestamp): a running sum, taken at the first row of each second and
-    less its value at the key's first row, is the key's sum over earlier seconds.
-
-    The sums run in numpy, one column at a time: at 5M ratings and 40 user columns this is 1.6 GB
-    a copy, and Polars' per-second group-by, windowed cumulative sums and joins made several.
+    `columns` alternate a sum and a count: the overall pair, then one pair per flag (a rating
+    adds to a flag's pair when its movie has the flag). Rows with one value of `period` see the
+    same state, the one before all of them: "timestamp" at event time (a second, across a block
+    boundary too), "block" at batch time. `carried` (user_id, movie_id, rating, timestamp and the
+    flags) are ratings already in that state whose timestamp is not earlier than the range's
+    first (in a replay, those of the previous day that share the day's first second): the walk
+    takes them out and adds them back in time order, so no rating sees another of its second.
+    What a rated row sees is each pair's count and mean (its sum over its count; `no_mean` while
+    the count is 0), named with "_mean" for "_sum": the sums themselves are never needed there.
     """
-    n = rated.height
-    # Only what the contributions read goes through the sort (the movie side reads the rating alone).
-    inputs = sorted({name for expr in contributions for name in expr.meta.root_names()})
-    stream = pl.concat([rated.select(key, "timestamp", *inputs), carried.select(key, "timestamp", *inputs)])
-    order = stream.select(pl.arg_sort_by(key, "timestamp")).to_series().to_numpy()
-    keys = stream[key].to_numpy()[order]
-    seconds = stream["timestamp"].to_numpy()[order]
-    new_key = np.ones(len(keys), dtype=bool)
-    np.not_equal(keys[1:], keys[:-1], out=new_key[1:])
-    new_second = new_key.copy()
-    new_second[1:] |= seconds[1:] != seconds[:-1]
-    rows = np.arange(len(keys))
-    key_start = np.maximum.accumulate(np.where(new_key, rows, 0))
-    second_start = np.maximum.accumulate(np.where(new_second, rows, 0))
-    # Each key's state before the range, less its carried ratings, in sorted key order.
-    carried_totals = _deltas(carried, [key], contributions, columns)
-    base = (
-        pl.DataFrame({key: keys[new_key]})
-        .join(state_before.select(key, *columns), on=key, how="left", maintain_order="left")
-        .join(carried_totals, on=key, how="left", suffix="__carried", maintain_order="left")
-        .select((pl.col(c).fill_null(0) - pl.col(f"{c}__carried").fill_null(0)).alias(c) for c in columns)
+    dtype = rated.schema["block"]
+    first_block = rated["block"].min() if rated.height else 0
+    stream = pl.concat(
+        [
+            rated.select(key, "block", "timestamp", "rating", *flags),
+            carried.select(key, pl.lit(first_block, dtype=dtype).alias("block"), "timestamp", "rating", *flags),
+        ]
     )
-    key_index = np.cumsum(new_key) - 1
-    sorted_values = stream[order].select(contributions).select(columns)
-    # Sorted positions of `rated`'s rows (the carried ones are dropped) and where each goes back.
-    if len(order) > n:
-        from_rated = order < n
-        destination = order[from_rated]
-    else:
-        from_rated, destination = slice(None), order
+    key_ids, key_index = np.unique(stream[key].to_numpy(), return_inverse=True)
+    base = (
+        pl.DataFrame({key: key_ids})
+        .join(state_before.select(key, *columns), on=key, how="left", maintain_order="left")
+        .select(pl.col(columns).fill_null(0))
+    )
+    # Copies: the walk writes them, and Polars hands out read-only views.
+    sums = np.array(base.select(columns[0::2]).to_numpy(), dtype=np.float64, order="C")
+    counts = np.array(base.select(columns[1::2]).to_numpy(), dtype=np.int64, order="C")
+    width = len(flags) + 1
+    out_means = np.empty((width, rated.height), dtype=np.float64)
+    out_counts = np.empty((width, rated.height), dtype=np.int64)
+    # At most one delta per rated row; zeroed pages the walk does not reach are never touched.
+    delta_sums = np.zeros((rated.height, width), dtype=np.float64)
+    delta_counts = np.zeros((rated.height, width), dtype=np.int64)
+    delta_keys = np.empty(rated.height, dtype=np.int64)
+    delta_blocks = np.empty(rated.height, dtype=np.int64)
+    delta_of_key = np.full(len(key_ids), -1, dtype=np.int64)
+    deltas = _walk(
+        stream.select(pl.arg_sort_by("block", "timestamp", maintain_order=True)).to_series().to_numpy(),
+        stream[period].to_numpy().astype(np.int64),
+        stream["block"].to_numpy().astype(np.int64),
+        key_index.astype(np.int64),
+        stream["rating"].to_numpy().astype(np.float64),
+        np.ascontiguousarray(stream.select(flags).to_numpy(), dtype=np.int8).reshape(stream.height, len(flags)),
+        sums,
+        counts,
+        no_mean,
+        out_means,
+        out_counts,
+        delta_of_key,
+        delta_keys,
+        delta_blocks,
+        delta_sums,
+        delta_counts,
+    )
 
-    def before(column: str) -> np.ndarray:
-        values = sorted_values[column].to_numpy()
-        # Everything before the row, all keys: one running sum, where a key's own starts at its
-        # first row. Ratings are half stars, so these float sums are exact and so is each difference.
-        running = np.cumsum(values)
-        running -= values
-        state = running[second_start]
-        state -= running[key_start]
-        state += base[column].to_numpy()[key_index]
-        out = np.empty(n, dtype=state.dtype)
-        out[destination] = state[from_rated]
-        return out
+    def pairs(names: list[str], sum_rows: np.ndarray, count_rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {c: (sum_rows if i % 2 == 0 else count_rows)[i // 2] for i, c in enumerate(names)}
 
-    # numpy releases the GIL in these loops: two threads use both cores.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return pl.DataFrame(dict(zip(columns, pool.map(before, columns))))
+    touched = delta_of_key >= 0
+    return _Walked(
+        before=pl.DataFrame(pairs([c.replace("_sum", "_mean") for c in columns], out_means, out_counts)),
+        deltas=pl.DataFrame(
+            {
+                "block": pl.Series(delta_blocks[:deltas]).cast(dtype),
+                key: key_ids[delta_keys[:deltas]],
+                **pairs(columns, delta_sums[:deltas].T, delta_counts[:deltas].T),
+            }
+        ).sort("block", key),
+        after=pl.DataFrame({key: key_ids[touched], **pairs(columns, sums[touched].T, counts[touched].T)}),
+    )
+
+
+@numba.njit(inline="always")
+def _add(sums, counts, k, rating, flags, row, sign):
+    """Add (sign 1) or take out (-1) a rating in row k of a state: overall and per flag it has."""
+    sums[k, 0] += sign * rating
+    counts[k, 0] += sign
+    for g in range(flags.shape[1]):
+        if flags[row, g]:
+            sums[k, g + 1] += sign * rating
+            counts[k, g + 1] += sign
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(
+    order, periods, blocks, keys, ratings, flags, sums, counts, no_mean, out_means, out_counts,
+    delta_of_key, delta_keys, delta_blocks, delta_sums, delta_counts,
+):  # fmt: skip
+    """The walk of `_walk_range` over the stream's rows: rated ones first (row < rated), then the
+    carried, which are first taken out of the state. `order` is by (block, timestamp); each run of
+    equal `periods` along it first reads its rated rows' counts and means into out_*, then adds
+    its ratings to the state and, for rated rows, to their (block, key)'s delta row (opened at
+    the key's first rating of the block). Returns the number of delta rows.
+
+    Compiled (numba), because a scan in time order touches each key's state row once per rating,
+    where the vectorized form needed a sort by (key, timestamp) and two random gathers per
+    column: 40 columns at 5M ratings."""
+    rows, (width, rated) = len(order), out_means.shape
+    for row in range(rated, rows):
+        _add(sums, counts, keys[row], ratings[row], flags, row, -1)
+    deltas = 0
+    first = 0
+    while first < rows:
+        last = first + 1
+        while last < rows and periods[order[last]] == periods[order[first]]:
+            last += 1
+        for position in range(first, last):
+            row = order[position]
+            if row < rated:
+                k = keys[row]
+                for c in range(width):
+                    count = counts[k, c]
+                    out_counts[c, row] = count
+                    out_means[c, row] = sums[k, c] / count if count > 0 else no_mean
+        for position in range(first, last):
+            row = order[position]
+            k = keys[row]
+            _add(sums, counts, k, ratings[row], flags, row, 1)
+            if row < rated:
+                d = delta_of_key[k]
+                if d < 0 or delta_blocks[d] != blocks[row]:
+                    d = deltas
+                    deltas += 1
+                    delta_of_key[k], delta_keys[d], delta_blocks[d] = d, k, blocks[row]
+                _add(delta_sums, delta_counts, d, ratings[row], flags, row, 1)
+        first = last
+    return deltas
 
 
 def _mean(total: str, count: str, otherwise: pl.Expr) -> pl.Expr:
@@ -273,16 +314,18 @@ def build_examples(
     ratings = ratings.sort("seq")
     rated = _with_genres(ratings, features)
     user_columns, movie_columns = USER_STATE_COLUMNS[1:], MOVIE_STATE_COLUMNS[1:]
-    user_deltas = _deltas(rated, ["block", "user_id"], _user_contributions(), user_columns)
-    movie_deltas = _deltas(ratings, ["block", "movie_id"], _movie_contributions(), movie_columns)
-    if feature_time == "event":
-        earlier = _with_genres(carried if carried is not None else ratings.clear().select(RATING_COLUMNS), features)
-        users = _before_each_second(rated, earlier, "user_id", _user_contributions(), users_before, user_columns)
-        movies = _before_each_second(rated, earlier, "movie_id", _movie_contributions(), movies_before, movie_columns)
-        frame = pl.concat([ratings, users, movies], how="horizontal")
-    else:
-        frame = _before_each_block(ratings, user_deltas, "user_id", users_before, user_columns)
-        frame = _before_each_block(frame, movie_deltas, "movie_id", movies_before, movie_columns).sort("seq")
+    # At batch time a block sees all of the state before it, carried ratings included.
+    if feature_time == "batch" or carried is None:
+        carried = ratings.clear().select(RATING_COLUMNS)
+    earlier = _with_genres(carried, features)
+    period = "timestamp" if feature_time == "event" else "block"
+    # The walks are compiled and let go of the GIL, so the two sides run on both cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        walking_users = pool.submit(_walk_range, rated, earlier, "user_id", GENRE_FLAGS, users_before, user_columns, period, 0.0)
+        # A movie without ratings takes the global mean, which is per block: NaN marks it until then.
+        walking_movies = pool.submit(_walk_range, rated, earlier, "movie_id", [], movies_before, movie_columns, period, np.nan)
+        users, movies = walking_users.result(), walking_movies.result()
+    frame = pl.concat([ratings, users.before, movies.before], how="horizontal")
 
     per_block = (
         ratings.group_by("block")
@@ -298,11 +341,7 @@ def build_examples(
         frame.join(per_block.select("block", global_mean.alias("global_mean")), on="block", how="left", maintain_order="left")
         .join(features, on="movie_id", how="left", maintain_order="left")
         .with_columns(
-            u_mean=_mean("u_sum", "u_count", pl.lit(0.0)),
-            m_mean=_mean("m_sum", "m_count", pl.col("global_mean")),
-            **{f"ug_mean_{s}": _mean(f"ug_sum_{s}", f"ug_count_{s}", pl.lit(0.0)) for s in GENRE_SLUGS},
-        )
-        .with_columns(
+            pl.col("m_mean").fill_nan(pl.col("global_mean")),
             # A movie missing from the features table has no genres and no known year.
             pl.col(GENRE_FLAGS).fill_null(0),
             pl.col("m_no_genre").fill_null(1),
@@ -311,27 +350,14 @@ def build_examples(
         )
         .select(EXAMPLE_COLUMNS)
     )
-    users_after = _add_totals(users_before, user_deltas, "user_id", user_columns)
-    movies_after = _add_totals(movies_before, movie_deltas, "movie_id", movie_columns)
     return Built(
         examples=examples,
-        user_deltas=user_deltas,
-        movie_deltas=movie_deltas,
-        users_after=users_after,
-        movies_after=movies_after,
+        user_deltas=users.deltas,
+        movie_deltas=movies.deltas,
+        users_after=users.after,
+        movies_after=movies.after,
         global_sum=global_sum + float(ratings["rating"].sum()),
         global_count=global_count + ratings.height,
-    )
-
-
-def _add_totals(before: pl.DataFrame, deltas: pl.DataFrame, key: str, columns: list[str]) -> pl.DataFrame:
-    """State after the range for every key the range touched: state before plus all its deltas."""
-    totals = deltas.group_by(key).agg(pl.col(columns).sum())
-    return (
-        totals.join(before, on=key, how="left", suffix="__before")
-        .with_columns((pl.col(c) + pl.col(f"{c}__before").fill_null(0)).alias(c) for c in columns)
-        .select(key, *columns)
-        .sort(key)
     )
 
 

@@ -145,5 +145,20 @@ def test_subtracting_the_last_blocks_rewinds_the_state(data):
     assert_frame_equal(rewound, first_six.users_after)
 
 
+def test_deltas_are_each_blocks_own_sums(data):
+    """What a rewind takes back out: per (block, key), exactly that block's ratings of the key."""
+    ratings, _, features = data
+    ratings = tied(ratings, 86_400 * 20)
+    built = build_examples(ratings, features, empty_user_state(), empty_movie_state(), 0.0, 0)
+    movies = ratings.group_by("block", "movie_id").agg(m_sum=pl.col("rating").sum(), m_count=pl.len().cast(pl.Int64))
+    assert_frame_equal(built.movie_deltas, movies.sort("block", "movie_id"))
+    users = (
+        ratings.join(features, on="movie_id")
+        .group_by("block", "user_id")
+        .agg(u_count=pl.len().cast(pl.Int64), ug_sum_drama=(pl.col("rating") * pl.col("mg_drama")).sum())
+    )
+    assert_frame_equal(built.user_deltas.select(users.columns), users.sort("block", "user_id"), check_dtypes=False)
+
+
 def test_genre_order_is_the_shared_vocabulary():
     assert len(GENRE_SLUGS) == len(GENRES) == 19
