@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-import numba
 import numpy as np
 import polars as pl
 
@@ -192,7 +191,9 @@ def _walk_range(
     delta_keys = np.empty(rated.height, dtype=np.int64)
     delta_blocks = np.empty(rated.height, dtype=np.int64)
     delta_of_key = np.full(len(key_ids), -1, dtype=np.int64)
-    deltas = _walk(
+    from recsys.features.walk import walk  # numba's import, only where features are built
+
+    deltas = walk(
         stream.select(pl.arg_sort_by("block", "timestamp", maintain_order=True)).to_series().to_numpy(),
         stream[period].to_numpy().astype(np.int64),
         stream["block"].to_numpy().astype(np.int64),
@@ -226,63 +227,6 @@ def _walk_range(
         ).sort("block", key),
         after=pl.DataFrame({key: key_ids[touched], **pairs(columns, sums[touched].T, counts[touched].T)}),
     )
-
-
-@numba.njit(inline="always")
-def _add(sums, counts, k, rating, flags, row, sign):
-    """Add (sign 1) or take out (-1) a rating in row k of a state: overall and per flag it has."""
-    sums[k, 0] += sign * rating
-    counts[k, 0] += sign
-    for g in range(flags.shape[1]):
-        if flags[row, g]:
-            sums[k, g + 1] += sign * rating
-            counts[k, g + 1] += sign
-
-
-@numba.njit(cache=True, nogil=True)
-def _walk(
-    order, periods, blocks, keys, ratings, flags, sums, counts, no_mean, out_means, out_counts,
-    delta_of_key, delta_keys, delta_blocks, delta_sums, delta_counts,
-):  # fmt: skip
-    """The walk of `_walk_range` over the stream's rows: rated ones first (row < rated), then the
-    carried, which are first taken out of the state. `order` is by (block, timestamp); each run of
-    equal `periods` along it first reads its rated rows' counts and means into out_*, then adds
-    its ratings to the state and, for rated rows, to their (block, key)'s delta row (opened at
-    the key's first rating of the block). Returns the number of delta rows.
-
-    Compiled (numba), because a scan in time order touches each key's state row once per rating,
-    where the vectorized form needed a sort by (key, timestamp) and two random gathers per
-    column: 40 columns at 5M ratings."""
-    rows, (width, rated) = len(order), out_means.shape
-    for row in range(rated, rows):
-        _add(sums, counts, keys[row], ratings[row], flags, row, -1)
-    deltas = 0
-    first = 0
-    while first < rows:
-        last = first + 1
-        while last < rows and periods[order[last]] == periods[order[first]]:
-            last += 1
-        for position in range(first, last):
-            row = order[position]
-            if row < rated:
-                k = keys[row]
-                for c in range(width):
-                    count = counts[k, c]
-                    out_counts[c, row] = count
-                    out_means[c, row] = sums[k, c] / count if count > 0 else no_mean
-        for position in range(first, last):
-            row = order[position]
-            k = keys[row]
-            _add(sums, counts, k, ratings[row], flags, row, 1)
-            if row < rated:
-                d = delta_of_key[k]
-                if d < 0 or delta_blocks[d] != blocks[row]:
-                    d = deltas
-                    deltas += 1
-                    delta_of_key[k], delta_keys[d], delta_blocks[d] = d, k, blocks[row]
-                _add(delta_sums, delta_counts, d, ratings[row], flags, row, 1)
-        first = last
-    return deltas
 
 
 def _mean(total: str, count: str, otherwise: pl.Expr) -> pl.Expr:
