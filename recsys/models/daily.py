@@ -32,8 +32,8 @@ from recsys.models.versions import (
     config_of,
     examples_where,
     latest_ratings,
+    movie_counts_between,
     rating_history,
-    ratings_between,
     retrieval_config_of,
     save_version,
     with_factor_slots,
@@ -245,9 +245,9 @@ def rank_day(
             cold_ranking = pl.DataFrame({"movie_id": movie_ids[cold[cold >= 0]]}).with_row_index("rank", offset=1)
             cold_start_list = ranking.unrated_from_ranking(cold_ranking, ranked["user_id"], seen, ranking.K)
 
-    window = ratings_between(features, batch - popularity.days, batch - 1)
-    popular = ranking.popularity(window, popularity.min_ratings)
-    best_rated = ranking.popularity(window, popularity.min_ratings, "mean")
+    window = movie_counts_between(features, batch - popularity.days, batch - 1)
+    popular = ranking.rank_popularity(window, popularity.min_ratings)
+    best_rated = ranking.rank_popularity(window, popularity.min_ratings, "mean")
     by_day = examples.select(
         "user_id", "movie_id", "rating", pl.Series("champion", scores.champion_predictions, dtype=pl.Float64)
     ).join(popular.select("movie_id", (-pl.col("rank")).alias("popularity")), on="movie_id", how="left")

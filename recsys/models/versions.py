@@ -83,10 +83,14 @@ def rating_history(features: Store, through_batch: int, rated_after: int | None 
     )
 
 
-def ratings_between(features: Store, first_batch: int, last_batch: int) -> pl.DataFrame:
-    """The ratings of batches first_batch..last_batch, in replay order."""
+def movie_counts_between(features: Store, first_batch: int, last_batch: int) -> pl.DataFrame:
+    """Per movie rated in batches first_batch..last_batch: its mean rating and count there
+    (movie_id, mean_rating, ratings, what `ranking.rank_popularity` ranks). Counted in the store:
+    while the window holds the bootstrap (5M ratings at MovieLens-32M's size), sending the rows
+    took PostgreSQL 8 s a day."""
     return features.query(
-        f"SELECT {RATING_COLUMNS} FROM training_examples WHERE batch BETWEEN $first AND $last ORDER BY seq",
+        "SELECT movie_id, avg(rating) AS mean_rating, count(*) AS ratings FROM training_examples "
+        "WHERE batch BETWEEN $first AND $last GROUP BY movie_id",
         {"first": first_batch, "last": last_batch},
     )
 

@@ -1,13 +1,14 @@
 """What a day of the models layer reads of the rating history, on both engines: the latest N
-ratings before the day (the bias baselines' fit), a window of batches (the popularity ranking),
-and the day's users' ratings through the day; none of them reaches past the day."""
+ratings before the day (the bias baselines' fit), a window of batches counted per movie (the
+popularity ranking), and the day's users' ratings through the day; none of them reaches past
+the day."""
 
 from __future__ import annotations
 
 import polars as pl
 
 from recsys.features.point_in_time import YearScaler, build_examples, empty_movie_state, empty_user_state, movie_features
-from recsys.models.versions import latest_ratings, rating_history, ratings_between
+from recsys.models.versions import latest_ratings, movie_counts_between, rating_history
 from recsys.settings import store_urls
 from recsys.stores import open_store
 
@@ -35,9 +36,10 @@ def test_a_days_reads_stop_before_the_day_and_the_fit_takes_the_latest(store_bas
         # The latest 3 ratings before day 2: seq 16, 15, 14 (days 1 and 0), none of day 2.
         assert sorted(latest_ratings(db, 2, 3)["seq"].to_list()) == [14, 15, 16]
         assert sorted(latest_ratings(db, 2, 100)["seq"].to_list()) == list(range(10, 17))
-        # A window of batches: the bootstrap counts as one.
-        assert ratings_between(db, -1, 0)["seq"].to_list() == [10, 11, 12, 13, 14]
-        assert ratings_between(db, 1, 1)["seq"].to_list() == [15, 16]
+        # A window of batches, counted per movie (each rated once here): the bootstrap counts as one.
+        window = movie_counts_between(db, -1, 0).sort("movie_id")
+        assert window.rows() == [(100 + i, 1.0 + i / 2, 1) for i in range(5)]
+        assert movie_counts_between(db, 1, 1).sort("movie_id")["movie_id"].to_list() == [105, 106]
         # Day 1's users (2 and 5): all their ratings through day 1, in replay order; none of day 2.
         day = rating_history(db, 1, rated_after=0)
         assert day.select("seq", "user_id").rows() == [(11, 2), (15, 2), (16, 5)]
