@@ -3,7 +3,7 @@
 Apart so that numba (0.7 s to import) is loaded only by processes that build features: the API
 and Dagster's code servers import `point_in_time` for its feature definitions alone. The machine
 code is compiled on first use and cached beside this file (numba falls back to a user-wide cache
-directory where that is read-only), so later processes load it, in about 0.3 s.
+directory where that is read-only), so later processes load it, in 0.3 to 0.4 s.
 """
 
 import numba
