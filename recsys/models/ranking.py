@@ -43,20 +43,14 @@ class PopularityWindow:
     min_ratings: int = 20  # ratings a movie needs in that window to be ranked at all
 
 
-def popularity(ratings: pl.DataFrame, min_ratings: int, order: PopularityOrder = "count") -> pl.DataFrame:
-    """Movies rated at least `min_ratings` times in `ratings`, most rated first (order="count") or
-    best mean rating first (order="mean").
+def rank_popularity(counts: pl.DataFrame, min_ratings: int, order: PopularityOrder = "count") -> pl.DataFrame:
+    """Movies rated at least `min_ratings` times, from per-movie aggregates (movie_id,
+    mean_rating, ratings, counted by the store that holds the ratings): most rated first
+    (order="count") or best mean rating first (order="mean").
 
     Ties go to the other criterion, then the lower id, so the ranking is deterministic.
     Returns movie_id, rank (1 = best), mean_rating, ratings.
     """
-    counts = ratings.group_by("movie_id").agg(pl.col("rating").mean().alias("mean_rating"), pl.len().cast(pl.Int64).alias("ratings"))
-    return rank_popularity(counts, min_ratings, order)
-
-
-def rank_popularity(counts: pl.DataFrame, min_ratings: int, order: PopularityOrder = "count") -> pl.DataFrame:
-    """`popularity` from per-movie aggregates already made (movie_id, mean_rating, ratings), e.g.
-    by the store that holds the ratings."""
     keys = ["ratings", "mean_rating"] if order == "count" else ["mean_rating", "ratings"]
     return (
         counts.filter(pl.col("ratings") >= min_ratings)

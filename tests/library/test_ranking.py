@@ -90,11 +90,13 @@ def test_popularity_ranks_by_count_or_mean_among_movies_with_enough_ratings():
             "rating": [4.0, 4.0, 4.0, 5.0, 4.0, 2.0, 1.0, 5.0, 4.0, 4.0, 4.0, 5.0, 5.0],
         }
     )
+    # Per movie as the stores count them (`versions.movie_counts_between`).
+    counts = ratings.group_by("movie_id").agg(pl.col("rating").mean().alias("mean_rating"), pl.len().cast(pl.Int64).alias("ratings"))
     # 3 has a single rating: below the threshold. 1 and 4 tie on count and mean: lower id first.
-    by_count = ranking.popularity(ratings, min_ratings=2)
+    by_count = ranking.rank_popularity(counts, min_ratings=2)
     assert by_count["movie_id"].to_list() == [2, 1, 4, 5]  # 2 is rated most, though rated worst
     assert by_count["rank"].to_list() == [1, 2, 3, 4]
-    assert ranking.popularity(ratings, min_ratings=2, order="mean")["movie_id"].to_list() == [5, 1, 4, 2]
+    assert ranking.rank_popularity(counts, min_ratings=2, order="mean")["movie_id"].to_list() == [5, 1, 4, 2]
 
 
 def test_popularity_for_a_user_skips_what_they_rated():
