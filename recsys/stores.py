@@ -95,6 +95,11 @@ class Store(ABC):
         """Refresh the planner's statistics of `tables` after a bulk load. DuckDB keeps its own as it
         writes; PostgreSQL's (`PostgresStore`) wait for autovacuum, which may be off or not yet run."""
 
+    def vacuum(self, *tables: str) -> None:
+        """Mark the pages of rows just written as visible to every transaction, outside any
+        transaction. DuckDB has nothing to mark; PostgreSQL's index-only scans (`PostgresStore`)
+        read such pages from the index alone, and fetch each row of the others from the table."""
+
     @abstractmethod
     def transaction(self) -> Any:
         """Context manager: everything inside commits together or not at all."""
@@ -336,6 +341,13 @@ class PostgresStore(Store):
         # index: 4.3 s on each of the first days, 0.6 s with statistics.
         for table in tables:
             self.execute(f"ANALYZE {table}")
+
+    def vacuum(self, *tables: str) -> None:
+        # Autovacuum does this too, when it is on and gets round to it; until then an index-only
+        # scan of the day's users fetches their newest rows from the table. A day's 50k rows take
+        # VACUUM about 0.1 s; the bootstrap's 5M about 4 s.
+        for table in tables:
+            self.execute(f"VACUUM {table}")
 
     def clear(self, table: str) -> None:
         # TRUNCATE leaves no dead row versions behind (a DELETE of 32M rows leaves 32M for VACUUM),

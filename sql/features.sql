@@ -326,14 +326,10 @@ CREATE TABLE IF NOT EXISTS recommendation_lists (
     scores        REAL[]   NOT NULL   -- their predicted ratings, clipped to 0.5..5
 );
 
--- Each serving set's lists as rows (rank 1 = best): what the API, the checks and people read,
--- keyed by the set (its model_version and as_of_batch). Both engines push a filter on the set's
--- keys below the window, and zip set-returning functions of one row's arrays.
-CREATE OR REPLACE VIEW recommendation_rows AS
-SELECT model_version, as_of_batch, user_id,
-       CAST(generate_subscripts(movie_ids, 1) AS SMALLINT) AS rank,
-       unnest(movie_ids) AS movie_id,
-       unnest(scores) AS score
+-- Each serving set's lists, one row per user: the newest list of the set's version written as of
+-- the set's batch. Both engines push a filter on the set's keys (or a user) below the window.
+CREATE OR REPLACE VIEW serving_lists AS
+SELECT model_version, as_of_batch, user_id, movie_ids, scores
 FROM (
     SELECT s.model_version, s.as_of_batch, l.user_id, l.movie_ids, l.scores,
            row_number() OVER (PARTITION BY s.model_version, s.as_of_batch, l.user_id ORDER BY l.as_of_batch DESC) AS newest
@@ -341,6 +337,16 @@ FROM (
     JOIN recommendation_lists AS l ON l.model_version = s.model_version AND l.as_of_batch <= s.as_of_batch
 ) AS lists
 WHERE newest = 1;
+
+-- The same lists as rows (rank 1 = best): what the API, the checks and people read, keyed by the
+-- set (its model_version and as_of_batch). Both engines zip set-returning functions of one row's
+-- arrays.
+CREATE OR REPLACE VIEW recommendation_rows AS
+SELECT model_version, as_of_batch, user_id,
+       CAST(generate_subscripts(movie_ids, 1) AS SMALLINT) AS rank,
+       unnest(movie_ids) AS movie_id,
+       unnest(scores) AS score
+FROM serving_lists;
 
 -- Stage one's candidates of each user: the retrieval champion's best unrated movies. They change
 -- only with that champion or the user's ratings, so a new rating champion orders the stored

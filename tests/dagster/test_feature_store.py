@@ -55,6 +55,17 @@ class Platform(AssetReplay):
         with open_store(self.urls[store]) as db:
             return db.query(sql)
 
+    def heap_fetches_of_users_ratings(self) -> int:
+        """Rows that an index-only scan of every user's ratings (PostgreSQL's training_examples_user)
+        had to fetch from the table, because their page was not yet marked visible to all."""
+        with open_store(self.urls["features"]) as db:
+            db.execute("SET enable_seqscan = off")
+            db.execute("SET enable_bitmapscan = off")
+            sql = "EXPLAIN (ANALYZE, FORMAT JSON) SELECT user_id, movie_id, batch FROM training_examples WHERE user_id > 0"
+            plan = db.connection.execute(sql).fetchone()[0][0]["Plan"]
+        assert (plan["Node Type"], plan["Index Name"]) == ("Index Only Scan", "training_examples_user")
+        return plan["Heap Fetches"]
+
     def load(self, lake_days: int) -> None:
         self.run(["raw_movies", "raw_ratings", "lake_movies", "lake_bootstrap"])
         self.run(["movie_features", "bootstrap_features"])
@@ -77,6 +88,10 @@ def test_day_by_day_and_range_runs_agree_and_equal_a_from_scratch_pass(tied_arch
     for day in range(4):
         result = platform.run(["daily_features"], day)
         assert all(e.passed for e in result.get_asset_check_evaluations())
+    if store_base.startswith("postgresql"):
+        # Each day's examples are vacuumed as they land: an index-only scan of a user's ratings
+        # reads no page of the table (autovacuum may be off, as on this server).
+        assert platform.heap_fetches_of_users_ratings() == 0
     one_by_one = platform.query("features", "SELECT * FROM training_examples ORDER BY seq")
     state = platform.query("features", "SELECT * FROM user_state ORDER BY user_id")
 

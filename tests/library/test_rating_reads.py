@@ -43,3 +43,6 @@ def test_a_days_reads_stop_before_the_day_and_the_fit_takes_the_latest(store_bas
         # Day 1's users (2 and 5): all their ratings through day 1, in replay order; none of day 2.
         day = rating_history(db, 1, rated_after=0)
         assert day.select("seq", "user_id").rows() == [(11, 2), (15, 2), (16, 5)]
+        # No user rated after day 2: no rows, with the columns.
+        assert rating_history(db, 2, rated_after=2).columns == day.columns
+        assert rating_history(db, 2, rated_after=2).is_empty()
