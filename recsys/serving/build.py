@@ -20,7 +20,7 @@ from recsys.calendar import Calendar
 from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
 from recsys.features.point_in_time import catalog_features, user_features
-from recsys.features.state import state_as_of
+from recsys.features.state import state_as_of, user_state_as_of, users_as_of
 from recsys.lake.cleaning import MAX_RATING, MIN_RATING
 from recsys.models import factors, network, ranking, registry, retrieval
 from recsys.models.versions import (
@@ -71,8 +71,8 @@ def build_embeddings(features: Store, serving: ServingSettings, as_of: int, cale
     started = time.perf_counter()
     champion = _champion(features)
     backend, reason = serving_store.prepare_embeddings(features, serving.embedding_backend)
-    users, movies, global_mean = state_as_of(features, as_of, calendar)
-    known_users = users.height  # the set's users: those who rated as of the batch
+    _, movies, global_mean = state_as_of(features, as_of, calendar, users=False)
+    known_users = users_as_of(features, as_of)  # the set's users: those who rated as of the batch
     previous = serving_store.serving_set_before(features, as_of)
     carried_from = (
         previous.as_of_batch
@@ -81,12 +81,13 @@ def build_embeddings(features: Store, serving: ServingSettings, as_of: int, cale
         and abs(previous.global_mean - global_mean) <= serving.carry_mean_shift
         else None
     )
-    if carried_from is not None:
+    rated = None
+    if carried_from is not None:  # the state of the users who rated since, alone
         rated = features.query(
             "SELECT DISTINCT user_id FROM training_examples WHERE batch > $since AND batch <= $as_of",
             {"since": carried_from, "as_of": as_of},
-        )
-        users = users.join(rated, on="user_id", how="semi")
+        )["user_id"].to_list()
+    users = user_state_as_of(features, as_of, calendar, only=rated)
     model, config = load_version(champion), config_of(champion)
     user_rows = user_features(users, global_mean)
     catalog = catalog_features(stored_movie_features(features), movies, global_mean)
