@@ -345,7 +345,7 @@ class PostgresStore(Store):
     def vacuum(self, *tables: str) -> None:
         # Autovacuum does this too, when it is on and gets round to it; until then an index-only
         # scan of the day's users fetches their newest rows from the table. A day's 50k rows take
-        # VACUUM about 0.1 s; the bootstrap's 5M about 4 s.
+        # VACUUM about 0.1 s; the bootstrap's 5M about 5 s.
         for table in tables:
             self.execute(f"VACUUM {table}")
 
