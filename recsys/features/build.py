@@ -91,13 +91,14 @@ def build_bootstrap(lake: Store, features: Store, block_rows: int, feature_time:
         features.execute("DELETE FROM feature_params WHERE name = 'event_time'")
         features.insert("feature_params", pl.DataFrame({"name": ["event_time"], "value": [float(feature_time == "event")]}))
         for table in ("user_state", "movie_state", "user_deltas", "movie_deltas", "training_examples"):
-            features.execute(f"DELETE FROM {table}")
+            features.clear(table)
         features.insert("user_state", built.users_after)
         features.insert("movie_state", built.movies_after)
         batch = pl.lit(BOOTSTRAP_BATCH, dtype=pl.Int32).alias("batch")
         features.insert("user_deltas", built.users_after.select(batch, pl.all()))
         features.insert("movie_deltas", built.movies_after.select(batch, pl.all()))
-        features.insert("training_examples", built.examples)
+        with features.indexes_built_after("training_examples"):
+            features.insert("training_examples", built.examples)
         write_state(features, BOOTSTRAP_BATCH, built.global_sum, built.global_count)
     features.vacuum("training_examples")
     features.analyze("user_state", "movie_state", "user_deltas", "movie_deltas", "training_examples")

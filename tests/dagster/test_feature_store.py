@@ -83,6 +83,9 @@ def test_day_by_day_and_range_runs_agree_and_equal_a_from_scratch_pass(tied_arch
         assert platform.query("lake", counted.format("'lake_ratings'"))["reltuples"].min() > 0
         tables = "'training_examples', 'user_state', 'movie_state', 'user_deltas', 'movie_deltas'"
         assert platform.query("features", counted.format(tables))["reltuples"].min() > 0
+        # The bootstrap drops the examples' indexes for its load and builds them again after it.
+        indexes = platform.query("features", "SELECT indexname FROM pg_indexes WHERE tablename = 'training_examples'")
+        assert set(indexes["indexname"]) == {"training_examples_batch_seq", "training_examples_seq", "training_examples_user"}
     seconds = platform.query("lake", "SELECT batch, min(timestamp) AS first, max(timestamp) AS last FROM lake_ratings GROUP BY batch ORDER BY batch")
     assert (seconds["first"].shift(-1) == seconds["last"]).sum() >= 3  # days that begin in the previous day's last second
     for day in range(4):
