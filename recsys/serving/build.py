@@ -30,6 +30,7 @@ from recsys.models.versions import (
     load_version,
     rating_history,
     retrieval_config_of,
+    users_rated_between,
 )
 from recsys.serving import store as serving_store
 from recsys.stores import Store
@@ -81,12 +82,8 @@ def build_embeddings(features: Store, serving: ServingSettings, as_of: int, cale
         and abs(previous.global_mean - global_mean) <= serving.carry_mean_shift
         else None
     )
-    rated = None
-    if carried_from is not None:  # the state of the users who rated since, alone
-        rated = features.query(
-            "SELECT DISTINCT user_id FROM training_examples WHERE batch > $since AND batch <= $as_of",
-            {"since": carried_from, "as_of": as_of},
-        )["user_id"].to_list()
+    # The state of the users who rated since, alone.
+    rated = users_rated_between(features, carried_from, as_of) if carried_from is not None else None
     users = user_state_as_of(features, as_of, calendar, only=rated)
     model, config = load_version(champion), config_of(champion)
     user_rows = user_features(users, global_mean)
@@ -176,10 +173,7 @@ def build_recommendations(features: Store, serving: ServingSettings, as_of: int,
     )
     day_users = None
     if carried_from is not None:
-        day_users = features.query(
-            "SELECT DISTINCT user_id FROM training_examples WHERE batch > $since AND batch <= $as_of",
-            {"since": carried_from, "as_of": as_of},
-        )["user_id"].to_numpy()
+        day_users = np.asarray(users_rated_between(features, carried_from, as_of), dtype=np.int64)
     user_ids, user_vectors = serving_store.read_embeddings(features, "user", champion.version, as_of, users=day_users)
     model, retrieval_settings = load_version(retriever), retrieval_config_of(retriever)
     width = retrieval_settings.candidates
