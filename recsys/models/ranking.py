@@ -106,6 +106,8 @@ def top_n_unrated(
         return columns, scores
     index = faiss.IndexFlatIP(movie_vectors.shape[1])
     index.add(np.ascontiguousarray(movie_vectors, dtype=np.float32))
+    # One machine code for every caller (numba compiles a version per argument type).
+    indptr, indices = np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int32)
     rated_counts = np.diff(indptr)
     short = []
     for start in range(0, users, block_users):
@@ -139,21 +141,13 @@ def _search_unrated(
 ) -> np.ndarray:
     """Search the top `fetch` movies of users `rows`, keep their first n unrated ones in
     `columns`/`scores`, and return how many each kept."""
+    from recsys.models.unrated import keep_unrated  # numba's import, only where rankings are made
+
     found_scores, found = index.search(np.ascontiguousarray(user_vectors[rows], dtype=np.float32), fetch)
-    movies = index.ntotal
-    # The rated pairs of these rows as keys (block row * movies + column), to drop them in one isin.
-    counts = indptr[rows + 1] - indptr[rows]
-    ends = np.cumsum(counts)
-    offsets = np.repeat(indptr[rows] - (ends - counts), counts) + np.arange(ends[-1] if len(ends) else 0)
-    rated_keys = np.repeat(np.arange(len(rows), dtype=np.int64), counts) * movies + indices[offsets]
-    found_keys = np.arange(len(rows), dtype=np.int64)[:, None] * movies + found
-    unrated = (found >= 0) & ~np.isin(found_keys, rated_keys)
-    first = np.argsort(~unrated, axis=1, kind="stable")[:, :n]  # unrated first, in score order
-    kept = np.take_along_axis(unrated, first, axis=1)
-    width = first.shape[1]
-    columns[rows, :width] = np.where(kept, np.take_along_axis(found, first, axis=1), -1)
-    scores[rows, :width] = np.where(kept, np.take_along_axis(found_scores, first, axis=1), -np.inf)
-    return kept.sum(axis=1)
+    kept = np.zeros(len(rows), dtype=np.int64)
+    rated = np.zeros(index.ntotal, dtype=np.bool_)
+    keep_unrated(found, found_scores, rows, indptr, indices, n, columns, scores, rated, kept)
+    return kept
 
 
 def as_list(user_ids: np.ndarray, movie_ids: np.ndarray, columns: np.ndarray, scores: np.ndarray) -> pl.DataFrame:
