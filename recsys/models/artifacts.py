@@ -86,7 +86,7 @@ def save_model(model: keras.Model, path: Path | str, factors: MovieFactors | Non
     return file_sha256(path)
 
 
-def _verified(path: Path | str, expected_sha256: str) -> Path:
+def verified(path: Path | str, expected_sha256: str) -> Path:
     """`path`, once it exists, matches its recorded checksum and is a zip archive."""
     path = Path(path)
     if not path.is_file():
@@ -108,7 +108,7 @@ def _verified(path: Path | str, expected_sha256: str) -> Path:
 
 def load_factors(path: Path | str, expected_sha256: str) -> MovieFactors | None:
     """The movie factors saved with the model at `path` (None for a model without them)."""
-    path = _verified(path, expected_sha256)
+    path = verified(path, expected_sha256)
     with zipfile.ZipFile(path) as archive:
         if FACTORS_ENTRY not in archive.namelist():
             return None
@@ -121,7 +121,7 @@ def load_factors(path: Path | str, expected_sha256: str) -> MovieFactors | None:
 def load_model(path: Path | str, expected_sha256: str, layers: frozenset[str] | None = None) -> keras.Model:
     """The model saved at `path`, with its optimizer state, once the file's sha256 matches and it
     has the named `layers` (by default the rating model's inputs and towers)."""
-    path = _verified(path, expected_sha256)
+    path = verified(path, expected_sha256)
     keras = keras_module()
     id_rows_layer()  # registers the project's own layer, which Keras must know by name to load
     try:
