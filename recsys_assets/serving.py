@@ -101,8 +101,8 @@ def definitions(calendar: Calendar) -> Definitions:
 
     @asset(
         group_name=GROUP,
-        # training_examples too: when the day's features refuse (a day out of order), so does this.
-        deps=["lake_ratings", "training_examples"],
+        # Counted from the feature store's per-day movie deltas, so after the day's features.
+        deps=["training_examples"],
         partitions_def=daily,
         backfill_policy=BackfillPolicy.single_run(),
         kinds={"polars", "sql"},
@@ -111,11 +111,11 @@ def definitions(calendar: Calendar) -> Definitions:
         "window of days, ranked by how often they were rated (then by mean rating). Answers users the model does not know.",
     )
     def popular_movies(
-        context: AssetExecutionContext, lake_store: StoreResource, features_store: StoreResource, serving: ServingResource
+        context: AssetExecutionContext, features_store: StoreResource, serving: ServingResource
     ) -> MaterializeResult:
         as_of = last_batch(context, calendar)
-        with user_errors(), lake_store.open() as lake, features_store.open() as features:
-            popular = build_popularity(lake, features, serving.settings(), as_of)
+        with user_errors(), features_store.open() as features:
+            popular = build_popularity(features, serving.settings(), as_of)
         return MaterializeResult(
             metadata={
                 "dagster/row_count": popular.height,

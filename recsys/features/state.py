@@ -68,6 +68,21 @@ def user_state_as_of(
     return users
 
 
+def movie_counts_between(features: Store, first_batch: int, last_batch: int) -> pl.DataFrame:
+    """Per movie rated in batches first_batch..last_batch: its mean rating and count there
+    (movie_id, mean_rating, ratings, what `ranking.rank_popularity` ranks), from the movies'
+    per-batch deltas, so the read grows with the window's movies, not its ratings: while the
+    window holds the bootstrap (5M ratings at MovieLens-32M's shape), counting the ratings took
+    PostgreSQL 1.1 s (0.7 s for the lake's copy of them), the deltas' 70k rows a fraction of it.
+    The sums of half stars are exact in float64, so the means are the ratings' own."""
+    return features.query(
+        "SELECT movie_id, sum(m_sum) / CAST(sum(m_count) AS DOUBLE PRECISION) AS mean_rating, "
+        "CAST(sum(m_count) AS BIGINT) AS ratings FROM movie_deltas "
+        "WHERE batch BETWEEN $first AND $last GROUP BY movie_id",
+        {"first": first_batch, "last": last_batch},
+    )
+
+
 def users_as_of(features: Store, as_of: int) -> int:
     """How many users had rated by the end of batch `as_of` (each has a delta row in the batch of
     each of their ratings, the bootstrap's included)."""

@@ -21,7 +21,7 @@ from recsys.calendar import Calendar
 from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
 from recsys.features.point_in_time import EXAMPLE_COLUMNS, catalog_features
-from recsys.features.state import state_as_of
+from recsys.features.state import movie_counts_between, state_as_of
 from recsys.models import factors, network, ranking, registry, retrieval, training
 from recsys.models.baselines import BiasBaseline
 from recsys.models.config import ModelConfig
@@ -32,7 +32,6 @@ from recsys.models.versions import (
     config_of,
     examples_where,
     latest_ratings,
-    movie_counts_between,
     rating_history,
     retrieval_config_of,
     save_version,

@@ -97,18 +97,6 @@ def users_rated_between(features: Store, after_batch: int, through_batch: int) -
     )["user_id"].to_list()
 
 
-def movie_counts_between(features: Store, first_batch: int, last_batch: int) -> pl.DataFrame:
-    """Per movie rated in batches first_batch..last_batch: its mean rating and count there
-    (movie_id, mean_rating, ratings, what `ranking.rank_popularity` ranks). Counted in the store:
-    while the window holds the bootstrap (5M ratings at MovieLens-32M's size), sending the rows
-    took PostgreSQL 8 s a day."""
-    return features.query(
-        "SELECT movie_id, avg(rating) AS mean_rating, count(*) AS ratings FROM training_examples "
-        "WHERE batch BETWEEN $first AND $last GROUP BY movie_id",
-        {"first": first_batch, "last": last_batch},
-    )
-
-
 def latest_ratings(features: Store, before_batch: int, limit: int) -> pl.DataFrame:
     """The latest `limit` ratings of the batches before `before_batch` (newest first)."""
     return features.query(

@@ -20,7 +20,7 @@ from recsys.calendar import Calendar
 from recsys.errors import RecsysError
 from recsys.features.build import stored_movie_features
 from recsys.features.point_in_time import catalog_features, user_features
-from recsys.features.state import state_as_of, user_state_as_of, users_as_of
+from recsys.features.state import movie_counts_between, state_as_of, user_state_as_of, users_as_of
 from recsys.lake.cleaning import MAX_RATING, MIN_RATING
 from recsys.models import factors, network, ranking, registry, retrieval
 from recsys.models.versions import (
@@ -115,15 +115,9 @@ def build_embeddings(features: Store, serving: ServingSettings, as_of: int, cale
     }
 
 
-def build_popularity(lake: Store, features: Store, serving: ServingSettings, as_of: int) -> pl.DataFrame:
+def build_popularity(features: Store, serving: ServingSettings, as_of: int) -> pl.DataFrame:
     """The popularity ranking over the `popularity_days` batches that end with `as_of`."""
-    # Counted in the store: in the first weeks the window holds the whole bootstrap (5M ratings at
-    # MovieLens-32M's size), which took PostgreSQL 4 s to send row by row.
-    counts = lake.query(
-        "SELECT movie_id, avg(rating) AS mean_rating, count(*) AS ratings FROM lake_ratings "
-        "WHERE batch > $first AND batch <= $as_of GROUP BY movie_id",
-        {"first": as_of - serving.popularity.days, "as_of": as_of},
-    )
+    counts = movie_counts_between(features, as_of - serving.popularity.days + 1, as_of)
     popular = ranking.rank_popularity(counts, serving.popularity.min_ratings)
     serving_store.write_popularity(features, as_of, popular)
     return popular

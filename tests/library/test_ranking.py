@@ -90,7 +90,7 @@ def test_popularity_ranks_by_count_or_mean_among_movies_with_enough_ratings():
             "rating": [4.0, 4.0, 4.0, 5.0, 4.0, 2.0, 1.0, 5.0, 4.0, 4.0, 4.0, 5.0, 5.0],
         }
     )
-    # Per movie as the stores count them (`versions.movie_counts_between`).
+    # Per movie as the stores count them (`state.movie_counts_between`).
     counts = ratings.group_by("movie_id").agg(pl.col("rating").mean().alias("mean_rating"), pl.len().cast(pl.Int64).alias("ratings"))
     # 3 has a single rating: below the threshold. 1 and 4 tie on count and mean: lower id first.
     by_count = ranking.rank_popularity(counts, min_ratings=2)
