@@ -320,6 +320,8 @@ class PostgresStore(Store):
                 for frame in frames:
                     binary_rows, other_rows, binary_columns = _split_for_binary_copy(frame)
                     rows += frame.height
+                    if copy is not None and binary_columns != columns:  # a frame of another layout
+                        binary_rows, other_rows = binary_rows.clear(), frame
                     others.append(other_rows)
                     if binary_rows.height == 0:
                         continue
@@ -406,9 +408,11 @@ def _split_for_binary_copy(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
     """Rows whose fixed-width columns are all set and other columns all NULL go in binary.
 
     Those rows have one fixed layout, so numpy can encode them in bulk; the rest (text, NULLs)
-    go through CSV COPY. Raw archive rows are almost all of the first kind.
+    go through CSV COPY. Raw archive rows are almost all of the first kind. Fixed-width here: the
+    numeric columns, lists of numbers of one length (a vector, a full top-N list) and a text
+    column holding one value (a serving set's version), each without NULLs in the frame.
     """
-    fixed = [name for name, dtype in frame.schema.items() if dtype in _BINARY_TYPES]
+    fixed = [name for name in frame.columns if _binary_layout(frame[name]) is not None]
     others = [name for name in frame.columns if name not in fixed]
     if not fixed:
         return frame.clear(), frame, []
@@ -421,16 +425,63 @@ def _split_for_binary_copy(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
     return binary_rows, other_rows, fixed
 
 
+# The element type OIDs of the arrays binary COPY writes (float4[], bigint[], ...).
+_ARRAY_ELEMENT_OIDS = {pl.Float32: 700, pl.Float64: 701, pl.Int64: 20, pl.Int32: 23, pl.Int16: 21}
+
+
+def _binary_layout(column: pl.Series) -> tuple[str, object] | None:
+    """How a column goes into binary COPY: ("number", its big-endian dtype), ("array", its element
+    dtype and length) or ("text", its one value as bytes); None where it cannot (it goes as CSV)."""
+    dtype = column.dtype
+    if dtype in _BINARY_TYPES:
+        return "number", _BINARY_TYPES[dtype]
+    if len(column) == 0 or column.null_count():
+        return None
+    if isinstance(dtype, (pl.List, pl.Array)) and dtype.inner in _ARRAY_ELEMENT_OIDS:
+        lists = column.cast(pl.List(dtype.inner))
+        lengths = lists.list.len()
+        width = int(lengths.min())
+        # One length, not empty, no NULL element (an empty list would explode to a NULL).
+        if width == 0 or lengths.max() != width or lists.explode().null_count():
+            return None
+        return "array", (dtype.inner, width)
+    if dtype == pl.String and column.n_unique() == 1 and column[0] != "":
+        return "text", column[0].encode()
+    return None
+
+
 def _binary_tuples(frame: pl.DataFrame) -> bytes:
-    """Encode rows of non-null fixed-width columns as binary COPY tuples, column by column."""
+    """Encode rows of `_binary_layout` columns as binary COPY tuples, column by column. An array
+    value is its header (1 dimension, no NULLs, the element type, its length, lower bound 1)
+    followed by each element's length and value."""
+    layouts = {name: _binary_layout(frame[name]) for name in frame.columns}
     layout = [("field_count", ">i2")]
-    for name, dtype in frame.schema.items():
-        layout += [(f"{name}__length", ">i4"), (name, _BINARY_TYPES[dtype])]
-    tuples = np.empty(frame.height, dtype=np.dtype(layout))
+    for name, (kind, spec) in layouts.items():
+        if kind == "number":
+            layout += [(f"{name}__length", ">i4"), (name, spec)]
+        elif kind == "text":
+            layout += [(f"{name}__length", ">i4"), (name, f"S{len(spec)}")]
+        else:
+            inner, width = spec
+            header = [(f"{name}__{field}", ">i4") for field in ("length", "ndim", "flags", "oid", "size", "lbound")]
+            layout += [*header, (f"{name}__elements", [("length", ">i4"), ("value", _BINARY_TYPES[inner])], (width,))]
+    tuples = np.zeros(frame.height, dtype=np.dtype(layout))
     tuples["field_count"] = frame.width
-    for name in frame.columns:
-        tuples[f"{name}__length"] = tuples.dtype[name].itemsize
-        tuples[name] = frame[name].to_numpy()
+    for name, (kind, spec) in layouts.items():
+        if kind == "number":
+            tuples[f"{name}__length"] = tuples.dtype[name].itemsize
+            tuples[name] = frame[name].to_numpy()
+        elif kind == "text":
+            tuples[f"{name}__length"] = len(spec)
+            tuples[name] = spec
+        else:
+            inner, width = spec
+            elements = tuples[f"{name}__elements"]
+            tuples[f"{name}__length"] = tuples.dtype[f"{name}__elements"].itemsize + 20  # the header's 5 ints
+            tuples[f"{name}__ndim"], tuples[f"{name}__oid"] = 1, _ARRAY_ELEMENT_OIDS[inner]
+            tuples[f"{name}__size"], tuples[f"{name}__lbound"] = width, 1
+            elements["length"] = np.dtype(_BINARY_TYPES[inner]).itemsize
+            elements["value"] = frame[name].cast(pl.Array(inner, width)).to_numpy().reshape(frame.height, width)
     return tuples.tobytes()
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
 import pytest
 
 from recsys.errors import RecsysError
+from recsys.serving.store import _list_column
 from recsys.settings import Settings, store_urls
-from recsys.stores import open_store, redact
+from recsys.stores import _split_for_binary_copy, open_store, redact
 
 
 def test_store_urls_for_a_directory_and_a_server(tmp_path):
@@ -139,6 +141,29 @@ def test_bulk_insert_mixes_complete_numeric_rows_and_rows_with_text_or_nulls(sto
         store.execute("CREATE TABLE mixed (seq BIGINT, batch INTEGER, rating DOUBLE PRECISION, raw_line TEXT)")
         assert store.insert("mixed", frame) == 6
         assert store.query("SELECT * FROM mixed ORDER BY seq").equals(frame)
+
+
+def test_bulk_insert_of_vectors_lists_and_a_set_key_keeps_every_value(store_base):
+    # On PostgreSQL, lists of one length and a text column of one value go through binary COPY with
+    # the numbers (a day's vectors and lists under their set's version); lists of several lengths
+    # send their frame through CSV COPY.
+    vectors = np.array([[0.1, -2e-8], [3.4028235e38, 1.5], [np.inf, -0.0]], dtype=np.float32)
+    schema = {"version": pl.String, "id": pl.Int64, "embedding": pl.List(pl.Float32), "movie_ids": pl.List(pl.Int64)}
+    uniform = pl.DataFrame(
+        {"version": ["warm-1"] * 3, "id": [1, 2, 3], "embedding": vectors.tolist(), "movie_ids": [[1, 2**62], [3, -4], [5, 6]]},
+        schema=schema,
+    )
+    ragged = pl.DataFrame({"version": ["warm-2"] * 2, "id": [4, 5], "embedding": [[1.0, 2.0], [3.0, 4.0]], "movie_ids": [[7], [8, 9]]}, schema=schema)
+    assert _split_for_binary_copy(uniform)[2] == ["version", "id", "embedding", "movie_ids"]
+    assert _split_for_binary_copy(ragged)[2] == ["version", "id", "embedding"]
+    with open_store(store_urls(store_base)["features"]) as store:
+        store.execute("CREATE TABLE vectors (version TEXT, id BIGINT, embedding REAL[], movie_ids BIGINT[])")
+        assert store.insert("vectors", uniform) + store.insert("vectors", ragged) == 5
+        back = store.query("SELECT * FROM vectors ORDER BY id")
+        lists = {name: _list_column(back[name], inner).to_list() for name, inner in (("embedding", pl.Float32), ("movie_ids", pl.Int64))}
+        expected = pl.concat([uniform, ragged])
+        assert back["version"].to_list() == expected["version"].to_list() and back["id"].to_list() == [1, 2, 3, 4, 5]
+        assert lists == {"embedding": expected["embedding"].to_list(), "movie_ids": expected["movie_ids"].to_list()}
 
 
 def test_a_stream_of_frames_is_inserted_whole_or_not_at_all(store_base):
