@@ -154,8 +154,8 @@ def test_bulk_insert_of_vectors_lists_and_a_set_key_keeps_every_value(store_base
         schema=schema,
     )
     ragged = pl.DataFrame({"version": ["warm-2"] * 2, "id": [4, 5], "embedding": [[1.0, 2.0], [3.0, 4.0]], "movie_ids": [[7], [8, 9]]}, schema=schema)
-    assert _split_for_binary_copy(uniform)[2] == ["version", "id", "embedding", "movie_ids"]
-    assert _split_for_binary_copy(ragged)[2] == ["version", "id", "embedding"]
+    assert list(_split_for_binary_copy(uniform)[2]) == ["version", "id", "embedding", "movie_ids"]
+    assert list(_split_for_binary_copy(ragged)[2]) == ["version", "id", "embedding"]
     with open_store(store_urls(store_base)["features"]) as store:
         store.execute("CREATE TABLE vectors (version TEXT, id BIGINT, embedding REAL[], movie_ids BIGINT[])")
         assert store.insert("vectors", uniform) + store.insert("vectors", ragged) == 5
